@@ -1,0 +1,1 @@
+//! Placeholder: being written (see helper task). Replaced by the real generator.

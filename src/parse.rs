@@ -1,0 +1,525 @@
+//! Parsing one NDJSON line into the few numbers the rest of the pipeline needs.
+//!
+//! The hot path turns a line into an [`Event`]: 64-bit hashes of the user identity, of the dedup key
+//! and of every fan-out key, plus the event time. No strings leave this module on the hot path and
+//! nothing is allocated per line: the simd-json tape, its buffers and the scratch copy of the line are
+//! reused. When a partition meets a key hash for the first time it calls [`Parser::describe`], which
+//! re-parses the original line with the *same* extraction code and returns the key's strings — so the
+//! strings and the hashes can never disagree.
+
+use simd_json::prelude::*;
+use simd_json::tape::{Tape, Value};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+use crate::config::{Config, Extract, TimeFormat};
+use crate::timefmt::{Millis, float_to_ms, parse_rfc3339};
+
+/// Why a line was rejected. The `Display` text is what lands in `rejected/` and in error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    TooLong { len: usize, limit: usize },
+    InvalidUtf8,
+    InvalidJson(String),
+    NotObject(&'static str),
+    MissingUser,
+    MissingTime,
+    InvalidTime(String),
+    TimeOutOfRange(Millis),
+    MissingEventType,
+    WrongType { field: String, expected: &'static str, found: &'static str },
+}
+
+impl Reject {
+    /// A short stable code for summaries and the `reason_code` column of `rejected/`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reject::TooLong { .. } => "line_too_long",
+            Reject::InvalidUtf8 => "invalid_utf8",
+            Reject::InvalidJson(_) => "invalid_json",
+            Reject::NotObject(_) => "not_an_object",
+            Reject::MissingUser => "missing_user",
+            Reject::MissingTime => "missing_time",
+            Reject::InvalidTime(_) => "invalid_time",
+            Reject::TimeOutOfRange(_) => "time_out_of_range",
+            Reject::MissingEventType => "missing_event_type",
+            Reject::WrongType { .. } => "wrong_type",
+        }
+    }
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reject::TooLong { len, limit } => write!(f, "line too long: {len} bytes, the limit is {limit} ([limits] max_line_bytes)"),
+            Reject::InvalidUtf8 => write!(f, "invalid utf-8"),
+            Reject::InvalidJson(e) => write!(f, "invalid json: {e}"),
+            Reject::NotObject(found) => write!(f, "not an object: the line is a JSON {found}"),
+            Reject::MissingUser => write!(f, "missing user"),
+            Reject::MissingTime => write!(f, "missing time"),
+            Reject::InvalidTime(e) => write!(f, "invalid time: {e}"),
+            Reject::TimeOutOfRange(t) => write!(f, "time out of range: {} is outside [limits] time_min..time_max", crate::timefmt::format_rfc3339(*t)),
+            Reject::MissingEventType => write!(f, "missing event type"),
+            Reject::WrongType { field, expected, found } => write!(f, "wrong type: field `{field}` is a {found}, expected {expected}"),
+        }
+    }
+}
+
+/// What the pipeline keeps of an accepted line. Key hashes go to a separate buffer (see [`Parser::parse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    pub user: u64,
+    pub time: Millis,
+    /// Hash of (user, event id); `None` when the event has no id.
+    pub dedup: Option<u64>,
+}
+
+/// The strings behind one fan-out key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyStrings {
+    pub event_type: Box<str>,
+    /// Dimension index into `Config::dimensions`; `None` on the total key.
+    pub dimension: Option<u16>,
+    pub value: Option<Box<str>>,
+}
+
+const TOTAL: u64 = u64::MAX;
+
+/// Hash of a fan-out key from the event type's hash, the dimension index and the value's hash.
+#[inline]
+pub fn key_hash(event_type: u64, dimension: u64, value: u64) -> u64 {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&event_type.to_le_bytes());
+    b[8..16].copy_from_slice(&dimension.to_le_bytes());
+    b[16..].copy_from_slice(&value.to_le_bytes());
+    xxh3_64(&b)
+}
+
+/// Most distinct field names one config can ask for (user, time, type, id and the dimensions).
+pub const MAX_FIELDS: usize = 64;
+
+/// How one dimension gets its value.
+enum DimPlan {
+    Raw,
+    EmailDomain,
+    /// The lookup table and the precomputed hash of each distinct value.
+    Lookup(crate::config::Lookup, Vec<u64>),
+}
+
+struct DimSlot {
+    slot: usize,
+    name: String,
+    field: String,
+    plan: DimPlan,
+}
+
+/// A reusable line parser. One per worker thread: it owns its buffers.
+pub struct Parser {
+    names: Vec<Box<[u8]>>,
+    user: usize,
+    time: usize,
+    event_type: usize,
+    event_id: Option<usize>,
+    field_names: Vec<String>,
+    time_format: TimeFormat,
+    time_min: Millis,
+    time_max: Millis,
+    max_line_bytes: usize,
+    dims: Vec<DimSlot>,
+    scratch: Vec<u8>,
+    lower: Vec<u8>,
+    buffers: simd_json::Buffers,
+    tape: Option<Tape<'static>>,
+}
+
+impl Parser {
+    pub fn new(config: &Config) -> Parser {
+        let mut names: Vec<Box<[u8]>> = Vec::new();
+        let mut slot = |name: &str| -> usize {
+            if let Some(i) = names.iter().position(|n| &**n == name.as_bytes()) {
+                return i;
+            }
+            names.push(name.as_bytes().into());
+            names.len() - 1
+        };
+        let f = &config.fields;
+        let user = slot(&f.user);
+        let time = slot(&f.time);
+        let event_type = slot(&f.event_type);
+        let event_id = f.event_id.as_deref().map(&mut slot);
+        let dims = config
+            .dimensions
+            .iter()
+            .map(|d| DimSlot {
+                slot: slot(&d.field),
+                name: d.name.clone(),
+                field: d.field.clone(),
+                plan: match &d.extract {
+                    Extract::Raw => DimPlan::Raw,
+                    Extract::EmailDomain => DimPlan::EmailDomain,
+                    Extract::Lookup(l) => DimPlan::Lookup(l.clone(), l.values.iter().map(|v| xxh3_64(v.as_bytes())).collect()),
+                },
+            })
+            .collect();
+        let field_names = names.iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+        Parser {
+            names,
+            user,
+            time,
+            event_type,
+            event_id,
+            field_names,
+            time_format: f.time_format,
+            time_min: config.limits.time_min,
+            time_max: config.limits.time_max,
+            max_line_bytes: config.limits.max_line_bytes,
+            dims,
+            scratch: Vec::new(),
+            lower: Vec::new(),
+            buffers: simd_json::Buffers::new(4096),
+            tape: Some(Tape::null().reset()),
+        }
+    }
+
+    /// Number of fan-out keys an event can have at most (total + one per dimension).
+    pub fn max_keys(&self) -> usize {
+        1 + self.dims.len()
+    }
+
+    /// Parses a line (without its `\n`). On success the event's fan-out key hashes are appended to
+    /// `keys` (the total key first); on rejection `keys` is left as it was.
+    pub fn parse(&mut self, line: &[u8], keys: &mut Vec<u64>) -> Result<Event, Reject> {
+        let mark = keys.len();
+        let r = self.with_fields(line, |p, f| {
+            let (event, et) = p.head(f)?;
+            keys.push(key_hash(et, TOTAL, 0));
+            for (i, d) in p.dims.iter().enumerate() {
+                if let Some(v) = dim_value(d, f[d.slot], &mut p.lower)? {
+                    let vh = match v {
+                        DimValue::Str(s) => xxh3_64(s.as_bytes()),
+                        DimValue::Lower => xxh3_64(&p.lower),
+                        DimValue::Interned(idx, h) => {
+                            let _ = idx;
+                            h
+                        }
+                    };
+                    keys.push(key_hash(et, i as u64, vh));
+                }
+            }
+            Ok(event)
+        });
+        match r {
+            Ok(Ok(e)) => Ok(e),
+            Ok(Err(e)) | Err(e) => {
+                keys.truncate(mark);
+                Err(e)
+            }
+        }
+    }
+
+    /// The slow path: the key hashes of a line with their strings, in the order [`Parser::parse`]
+    /// emits them. `None` if the line does not parse (it did before, so that cannot happen).
+    pub fn describe(&mut self, line: &[u8]) -> Option<Vec<(u64, KeyStrings)>> {
+        let r = self.with_fields(line, |p, f| {
+            let (_, et) = p.head(f)?;
+            let et_str: Box<str> = f[p.event_type].and_then(|v| v.into_string()).unwrap_or_default().into();
+            let mut out = vec![(key_hash(et, TOTAL, 0), KeyStrings { event_type: et_str.clone(), dimension: None, value: None })];
+            for (i, d) in p.dims.iter().enumerate() {
+                if let Some(v) = dim_value(d, f[d.slot], &mut p.lower)? {
+                    let (vh, s): (u64, Box<str>) = match v {
+                        DimValue::Str(s) => (xxh3_64(s.as_bytes()), s.into()),
+                        DimValue::Lower => (xxh3_64(&p.lower), String::from_utf8_lossy(&p.lower).into()),
+                        DimValue::Interned(idx, h) => match &d.plan {
+                            DimPlan::Lookup(l, _) => (h, l.values[idx as usize].clone()),
+                            _ => (h, Box::from("")),
+                        },
+                    };
+                    out.push((key_hash(et, i as u64, vh), KeyStrings { event_type: et_str.clone(), dimension: Some(i as u16), value: Some(s) }));
+                }
+            }
+            Ok::<_, Reject>(out)
+        });
+        match r {
+            Ok(Ok(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Dimension names, by index.
+    pub fn dimension_name(&self, i: u16) -> &str {
+        self.dims.get(i as usize).map_or("", |d| d.name.as_str())
+    }
+
+    /// Parses the line onto the reused tape and hands `f` the values of the configured fields.
+    fn with_fields<R>(&mut self, line: &[u8], f: impl FnOnce(&mut Self, &[Option<Value<'_, '_>>]) -> R) -> Result<R, Reject> {
+        if line.len() > self.max_line_bytes {
+            return Err(Reject::TooLong { len: line.len(), limit: self.max_line_bytes });
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend_from_slice(line);
+        let mut tape = self.tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
+        let result = match simd_json::fill_tape(&mut scratch, &mut self.buffers, &mut tape) {
+            Err(e) => {
+                if std::str::from_utf8(line).is_err() {
+                    Err(Reject::InvalidUtf8)
+                } else {
+                    Err(Reject::InvalidJson(json_error_text(&e)))
+                }
+            }
+            Ok(()) => {
+                let root = tape.as_value();
+                match root.as_object() {
+                    None => Err(Reject::NotObject(type_name(root.value_type()))),
+                    Some(obj) => {
+                        let mut fields: [Option<Value<'_, '_>>; MAX_FIELDS] = [None; MAX_FIELDS];
+                        let n = self.names.len().min(MAX_FIELDS);
+                        for (k, v) in obj.iter() {
+                            let k = k.as_bytes();
+                            // Last occurrence wins, as in most JSON readers.
+                            for (i, name) in self.names[..n].iter().enumerate() {
+                                if **name == *k {
+                                    fields[i] = Some(v);
+                                }
+                            }
+                        }
+                        Ok(f(self, &fields[..n]))
+                    }
+                }
+            }
+        };
+        self.tape = Some(tape.reset());
+        self.scratch = scratch;
+        result
+    }
+
+    /// User, time, event type and dedup key; returns the event and the event type's hash.
+    fn head(&self, f: &[Option<Value<'_, '_>>]) -> Result<(Event, u64), Reject> {
+        let user = match f[self.user] {
+            None => return Err(Reject::MissingUser),
+            Some(v) => match v.value_type() {
+                simd_json::ValueType::Null => return Err(Reject::MissingUser),
+                simd_json::ValueType::String => v.into_string().unwrap_or_default(),
+                t => return Err(self.wrong(self.user, "a string", t)),
+            },
+        };
+        if user.is_empty() {
+            return Err(Reject::MissingUser);
+        }
+        let time = self.time(f[self.time])?;
+        let et = match f[self.event_type] {
+            None => return Err(Reject::MissingEventType),
+            Some(v) => match v.value_type() {
+                simd_json::ValueType::Null => return Err(Reject::MissingEventType),
+                simd_json::ValueType::String => v.into_string().unwrap_or_default(),
+                t => return Err(self.wrong(self.event_type, "a string", t)),
+            },
+        };
+        if et.is_empty() {
+            return Err(Reject::MissingEventType);
+        }
+        let user_hash = xxh3_64(user.as_bytes());
+        let dedup = match self.event_id.and_then(|i| f[i]) {
+            None => None,
+            Some(v) => match v.value_type() {
+                simd_json::ValueType::Null => None,
+                simd_json::ValueType::String => Some(xxh3_64_with_seed(v.into_string().unwrap_or_default().as_bytes(), user_hash)),
+                simd_json::ValueType::I64 | simd_json::ValueType::U64 => {
+                    let text = match v.as_i64() {
+                        Some(i) => i.to_string(),
+                        None => v.as_u64().unwrap_or_default().to_string(),
+                    };
+                    Some(xxh3_64_with_seed(text.as_bytes(), user_hash))
+                }
+                t => return Err(self.wrong(self.event_id.unwrap_or(0), "a string or an integer", t)),
+            },
+        };
+        Ok((Event { user: user_hash, time, dedup }, xxh3_64(et.as_bytes())))
+    }
+
+    fn time(&self, v: Option<Value<'_, '_>>) -> Result<Millis, Reject> {
+        let Some(v) = v else { return Err(Reject::MissingTime) };
+        let ty = v.value_type();
+        let number = |scale_s: bool| -> Result<Millis, Reject> {
+            let scale = if scale_s { 1000 } else { 1 };
+            if let Some(i) = v.as_i64() {
+                return i.checked_mul(scale).ok_or_else(|| Reject::InvalidTime(format!("{i} does not fit in milliseconds")));
+            }
+            let x = v.as_f64().unwrap_or(f64::NAN);
+            float_to_ms(x, scale as f64).ok_or_else(|| Reject::InvalidTime(format!("{x} is not a usable number")))
+        };
+        let is_number = matches!(ty, simd_json::ValueType::I64 | simd_json::ValueType::U64 | simd_json::ValueType::F64);
+        let t = match (self.time_format, ty) {
+            (_, simd_json::ValueType::Null) => return Err(Reject::MissingTime),
+            (TimeFormat::UnixS, _) if is_number => number(true)?,
+            (TimeFormat::UnixMs, _) if is_number => number(false)?,
+            (TimeFormat::Auto, _) if is_number => {
+                let x = v.cast_f64().unwrap_or(f64::NAN);
+                number(x.abs() < 1e11)?
+            }
+            (TimeFormat::Rfc3339, simd_json::ValueType::String) => {
+                let s = v.into_string().unwrap_or_default();
+                parse_rfc3339(s.as_bytes()).ok_or_else(|| Reject::InvalidTime(format!("`{}` is not an RFC 3339 time", clip(s))))?
+            }
+            (TimeFormat::Auto, simd_json::ValueType::String) => {
+                let s = v.into_string().unwrap_or_default();
+                let digits = s.strip_prefix('-').unwrap_or(s);
+                if !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()) {
+                    let i: i64 = s.parse().map_err(|_| Reject::InvalidTime(format!("`{}` is not a number", clip(s))))?;
+                    if (i as f64).abs() < 1e11 { i * 1000 } else { i }
+                } else {
+                    parse_rfc3339(s.as_bytes()).ok_or_else(|| Reject::InvalidTime(format!("`{}` is neither a number nor an RFC 3339 time", clip(s))))?
+                }
+            }
+            (fmt, t) => {
+                let expected = match fmt {
+                    TimeFormat::Rfc3339 => "an RFC 3339 string (time_format = \"rfc3339\")",
+                    TimeFormat::Auto => "a number or an RFC 3339 string",
+                    _ => "a number (time_format = \"unix_s\"/\"unix_ms\")",
+                };
+                return Err(Reject::InvalidTime(format!("field `{}` is a {}, expected {expected}", self.field_names[self.time], type_name(t))));
+            }
+        };
+        if t < self.time_min || t >= self.time_max {
+            return Err(Reject::TimeOutOfRange(t));
+        }
+        Ok(t)
+    }
+
+    fn wrong(&self, slot: usize, expected: &'static str, found: simd_json::ValueType) -> Reject {
+        Reject::WrongType { field: self.field_names[slot].clone(), expected, found: type_name(found) }
+    }
+}
+
+enum DimValue<'a> {
+    Str(&'a str),
+    /// The value is in the parser's `lower` buffer.
+    Lower,
+    /// A lookup value: its index and precomputed hash.
+    Interned(u32, u64),
+}
+
+fn dim_value<'a>(d: &DimSlot, v: Option<Value<'_, 'a>>, lower: &mut Vec<u8>) -> Result<Option<DimValue<'a>>, Reject> {
+    let Some(v) = v else { return Ok(None) };
+    let s = match v.value_type() {
+        simd_json::ValueType::Null => return Ok(None),
+        simd_json::ValueType::String => v.into_string().unwrap_or_default(),
+        t => return Err(Reject::WrongType { field: d.field.clone(), expected: "a string", found: type_name(t) }),
+    };
+    if s.is_empty() {
+        return Ok(None);
+    }
+    Ok(match &d.plan {
+        DimPlan::Raw => Some(DimValue::Str(s)),
+        DimPlan::EmailDomain => match s.rfind('@') {
+            Some(at) if at + 1 < s.len() => {
+                lower.clear();
+                lower.extend(s.as_bytes()[at + 1..].iter().map(u8::to_ascii_lowercase));
+                Some(DimValue::Lower)
+            }
+            _ => None,
+        },
+        DimPlan::Lookup(l, hashes) => l.map.get(s).map(|&idx| DimValue::Interned(idx, hashes[idx as usize])),
+    })
+}
+
+fn type_name(t: simd_json::ValueType) -> &'static str {
+    match t {
+        simd_json::ValueType::Null => "null",
+        simd_json::ValueType::Bool => "boolean",
+        simd_json::ValueType::I64 | simd_json::ValueType::U64 | simd_json::ValueType::I128 | simd_json::ValueType::U128 | simd_json::ValueType::F64 => "number",
+        simd_json::ValueType::String => "string",
+        simd_json::ValueType::Array => "array",
+        simd_json::ValueType::Object => "object",
+        _ => "value",
+    }
+}
+
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn json_error_text(e: &simd_json::Error) -> String {
+    // simd-json's messages carry an index and the character; keep them, they help find the spot.
+    e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[fields]\nuser = \"email\"\ntime = \"ts\"\nevent_type = \"type\"\nevent_id = \"id\"\n{extra}\n[[dimensions]]\nname = \"provider\"\nfield = \"email\"\nextract = \"email_domain\"\n[[dimensions]]\nname = \"browser\"\nfield = \"browser\"\n[[windows]]\nname = \"h\"\nsize = \"1h\"\n"
+        );
+        Config::parse(Path::new("t.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn parses_and_fans_out() {
+        let mut p = Parser::new(&config(""));
+        let mut keys = Vec::new();
+        let e = p.parse(br#"{"email":"A@GMail.com","ts":1704067200123,"type":"open","id":"x1","browser":"chrome"}"#, &mut keys).unwrap();
+        assert_eq!(e.time, 1_704_067_200_123);
+        assert_eq!(e.user, xxh3_64(b"A@GMail.com"));
+        assert_eq!(e.dedup, Some(xxh3_64_with_seed(b"x1", e.user)));
+        assert_eq!(keys.len(), 3);
+        let d = p.describe(br#"{"email":"A@GMail.com","ts":1704067200123,"type":"open","id":"x1","browser":"chrome"}"#).unwrap();
+        assert_eq!(d.iter().map(|x| x.0).collect::<Vec<_>>(), keys);
+        assert_eq!(d[1].1.value.as_deref(), Some("gmail.com"));
+        assert_eq!(d[2].1.value.as_deref(), Some("chrome"));
+        // same domain in another case → same key
+        let mut k2 = Vec::new();
+        p.parse(br#"{"email":"b@gmail.COM","ts":1704067200,"type":"open"}"#, &mut k2).unwrap();
+        assert_eq!(k2[1], keys[1]);
+    }
+
+    #[test]
+    fn time_formats() {
+        let mut p = Parser::new(&config(""));
+        let mut k = Vec::new();
+        let t = |p: &mut Parser, ts: &str| p.parse(format!(r#"{{"email":"a@b","type":"x","ts":{ts}}}"#).as_bytes(), &mut Vec::new()).map(|e| e.time);
+        assert_eq!(t(&mut p, "1704067200"), Ok(1_704_067_200_000));
+        assert_eq!(t(&mut p, "1704067200.5"), Ok(1_704_067_200_500));
+        assert_eq!(t(&mut p, "1704067200123"), Ok(1_704_067_200_123));
+        assert_eq!(t(&mut p, "\"2024-01-01T00:00:00Z\""), Ok(1_704_067_200_000));
+        assert_eq!(t(&mut p, "\"1704067200\""), Ok(1_704_067_200_000));
+        assert!(matches!(t(&mut p, "\"yesterday\""), Err(Reject::InvalidTime(_))));
+        assert!(matches!(t(&mut p, "true"), Err(Reject::InvalidTime(_))));
+        assert_eq!(t(&mut p, "null"), Err(Reject::MissingTime));
+        assert_eq!(t(&mut p, "-5"), Err(Reject::TimeOutOfRange(-5000)));
+        assert!(p.parse(br#"{"email":"a@b","type":"x"}"#, &mut k).is_err());
+    }
+
+    #[test]
+    fn rejections() {
+        let mut p = Parser::new(&config("[limits]\nmax_line_bytes = 200"));
+        let mut keys = vec![7];
+        let mut r = |line: &[u8]| p.parse(line, &mut keys).unwrap_err();
+        assert_eq!(r(b"[1,2]"), Reject::NotObject("array"));
+        assert!(matches!(r(b"{\"email\":"), Reject::InvalidJson(_)));
+        assert_eq!(r(b"{\"email\":\"\xff\"}"), Reject::InvalidUtf8);
+        assert_eq!(r(br#"{"ts":1,"type":"x"}"#), Reject::MissingUser);
+        assert_eq!(r(br#"{"email":"","ts":1,"type":"x"}"#), Reject::MissingUser);
+        assert_eq!(r(br#"{"email":5,"ts":1704067200,"type":"x"}"#), Reject::WrongType { field: "email".into(), expected: "a string", found: "number" });
+        assert_eq!(r(br#"{"email":"a","ts":1704067200}"#), Reject::MissingEventType);
+        assert_eq!(r(br#"{"email":"a","ts":1704067200,"type":"x","browser":3}"#), Reject::WrongType { field: "browser".into(), expected: "a string", found: "number" });
+        assert_eq!(r(br#"{"email":"a","ts":1704067200,"type":"x","id":[1]}"#), Reject::WrongType { field: "id".into(), expected: "a string or an integer", found: "array" });
+        assert!(matches!(r(&[b' '; 201]), Reject::TooLong { len: 201, limit: 200 }));
+        assert_eq!(keys, vec![7], "rejected lines leave no keys behind");
+    }
+
+    #[test]
+    fn absent_dimensions_give_no_key() {
+        let mut p = Parser::new(&config(""));
+        let mut keys = Vec::new();
+        p.parse(br#"{"email":"nodomain","ts":1704067200,"type":"x","browser":null}"#, &mut keys).unwrap();
+        assert_eq!(keys.len(), 1);
+        keys.clear();
+        p.parse(br#"{"email":"a@","ts":1704067200,"type":"x","browser":""}"#, &mut keys).unwrap();
+        assert_eq!(keys.len(), 1);
+    }
+}

@@ -1,0 +1,506 @@
+//! One partition's counting state: duplicate records, which panes each (key, user) was seen in, and
+//! per key the per-window counters. A partition owns every user whose hash routes to it, so nothing
+//! here is shared or locked, and unique counts of different partitions simply add up.
+//!
+//! ## How sliding windows stay cheap
+//! Specs with the same `slide` share a *pane group*: panes are `slide` wide, and for each
+//! (key, user) a [`PaneSet`] remembers which panes the user was seen in (a 64-pane bitmask anchored at
+//! the newest pane, plus an exact overflow set for the rare pane far behind it). When a user shows up
+//! in a new pane `p`, the windows that gain a *new* unique user are exactly those containing `p` but
+//! no other pane of that user: a contiguous range of window indexes `[lo, hi]`, found from the nearest
+//! seen panes before and after `p`. The range is recorded as two counter bumps (`add` at `lo`, `sub`
+//! at `hi`), and a window's unique count is the running sum `Σ add − Σ sub` when it fires. So the cost
+//! per event does not grow with the number of windows an event belongs to, and repeat events of a user
+//! in a pane cost one bit test.
+
+use std::collections::BTreeSet;
+
+use hashbrown::HashMap;
+
+use crate::dedup::{Dedup, Seen};
+use crate::parse::{Event, KeyStrings, Parser};
+use crate::timefmt::Millis;
+use crate::window::Windows;
+
+/// What became of an accepted event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Counted,
+    Duplicate,
+    Late,
+}
+
+/// Per key, per spec, per window index: events in the pane starting there, and the unique-count
+/// range bumps starting (`add`) and ending (`sub`) there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cell {
+    pub idx: i64,
+    pub events: u64,
+    pub add: u32,
+    pub sub: u32,
+}
+
+#[derive(Debug)]
+pub struct KeyEntry {
+    pub hash: u64,
+    pub strings: KeyStrings,
+    /// Per spec, sorted by `idx`.
+    pub cells: Vec<Vec<Cell>>,
+    /// Per spec: `Σ (add − sub)` of the cells already fired and dropped.
+    pub carry: Vec<i64>,
+}
+
+/// Panes a (key, user) was seen in, for one pane group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PaneSet {
+    /// The newest pane seen; bit `i` of `mask` is pane `hi − i`.
+    pub hi: i64,
+    pub mask: u64,
+    /// Panes more than 63 behind `hi` that may still matter live in the overflow set.
+    pub spilled: bool,
+}
+
+/// A finished (key, window) count of this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fired {
+    pub key: u32,
+    pub spec: u16,
+    pub window: i64,
+    pub unique: u64,
+    pub events: u64,
+}
+
+struct Group {
+    width: Millis,
+    specs: Vec<usize>,
+}
+
+pub struct PartitionState {
+    windows: Windows,
+    groups: Vec<Group>,
+    /// First window index per spec that has not fired.
+    horizon: Vec<i64>,
+    key_ids: HashMap<u64, u32>,
+    pub keys: Vec<KeyEntry>,
+    seen: HashMap<(u32, u64), u32>,
+    slab: Vec<PaneSet>,
+    free: Vec<u32>,
+    spill: HashMap<(u32, u8), BTreeSet<i64>>,
+    pub dedup: Dedup,
+    parser: Parser,
+}
+
+impl PartitionState {
+    pub fn new(windows: &Windows, ttl: Millis, parser: Parser) -> PartitionState {
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, s) in windows.specs.iter().enumerate() {
+            match groups.iter_mut().find(|g| g.width == s.slide) {
+                Some(g) => g.specs.push(i),
+                None => groups.push(Group { width: s.slide, specs: vec![i] }),
+            }
+        }
+        PartitionState {
+            windows: windows.clone(),
+            groups,
+            horizon: vec![i64::MIN; windows.specs.len()],
+            key_ids: HashMap::new(),
+            keys: Vec::new(),
+            seen: HashMap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            spill: HashMap::new(),
+            dedup: Dedup::new(ttl),
+            parser,
+        }
+    }
+
+    /// Applies one accepted event seen under watermark `wm`. `keys` are its fan-out key hashes and
+    /// `line` its original bytes (only read the first time a key shows up in this partition).
+    #[inline]
+    pub fn apply(&mut self, ev: &Event, keys: &[u64], wm: Millis, line: &[u8]) -> Outcome {
+        if let Some(d) = ev.dedup {
+            if self.dedup.check(d, wm) == Seen::Duplicate {
+                return Outcome::Duplicate;
+            }
+        }
+        if self.windows.is_late(ev.time, wm) {
+            return Outcome::Late;
+        }
+        if let Some(d) = ev.dedup {
+            self.dedup.record(d, ev.time, wm);
+        }
+        for &kh in keys {
+            let key = match self.key_ids.get(&kh) {
+                Some(&k) => k,
+                None => self.learn_keys(kh, line),
+            };
+            self.count(key, ev.user, ev.time);
+        }
+        Outcome::Counted
+    }
+
+    /// Slow path: registers the strings of every key of `line`, returns the id of `wanted`.
+    #[cold]
+    fn learn_keys(&mut self, wanted: u64, line: &[u8]) -> u32 {
+        let described = self.parser.describe(line).unwrap_or_default();
+        let nspecs = self.windows.specs.len();
+        let mut found = None;
+        for (h, strings) in described.into_iter().chain(std::iter::once((
+            wanted,
+            // Unreachable in practice: the hashes came from the same parser. Kept so a bug shows as a
+            // visible `<unknown key>` row rather than a panic.
+            KeyStrings { event_type: "<unknown key>".into(), dimension: None, value: None },
+        ))) {
+            if self.key_ids.contains_key(&h) {
+                if h == wanted {
+                    found = self.key_ids.get(&h).copied();
+                }
+                continue;
+            }
+            let id = self.keys.len() as u32;
+            self.keys.push(KeyEntry { hash: h, strings, cells: vec![Vec::new(); nspecs], carry: vec![0; nspecs] });
+            self.key_ids.insert(h, id);
+            if h == wanted {
+                found = Some(id);
+            }
+        }
+        found.unwrap_or(0)
+    }
+
+    #[inline]
+    fn count(&mut self, key: u32, user: u64, t: Millis) {
+        let ngroups = self.groups.len();
+        let slot = match self.seen.get(&(key, user)) {
+            Some(&s) => s,
+            None => {
+                let s = match self.free.pop() {
+                    Some(s) => {
+                        let base = s as usize * ngroups;
+                        self.slab[base..base + ngroups].fill(PaneSet::default());
+                        s
+                    }
+                    None => {
+                        let s = (self.slab.len() / ngroups) as u32;
+                        self.slab.extend(std::iter::repeat_n(PaneSet::default(), ngroups));
+                        s
+                    }
+                };
+                self.seen.insert((key, user), s);
+                s
+            }
+        };
+        let entry = &mut self.keys[key as usize];
+        for (g, group) in self.groups.iter().enumerate() {
+            let p = t.div_euclid(group.width);
+            let dead_below = group.specs.iter().map(|&s| self.horizon[s]).min().unwrap_or(i64::MIN);
+            let set = &mut self.slab[slot as usize * ngroups + g];
+            let neighbours = insert_pane(set, &mut self.spill, (slot, g as u8), p, dead_below);
+            for &s in &group.specs {
+                let n = self.windows.specs[s].panes();
+                let cells = &mut entry.cells[s];
+                cell(cells, p).events += 1;
+                if let Some((pred, succ)) = neighbours {
+                    let lo = match pred {
+                        Some(a) => (p - n + 1).max(a + 1),
+                        None => p - n + 1,
+                    };
+                    let hi = match succ {
+                        Some(b) => p.min(b - n),
+                        None => p,
+                    };
+                    if lo <= hi {
+                        cell(cells, lo).add += 1;
+                        cell(cells, hi).sub += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fires every window that the watermark `wm` closes (all of them when `wm` is `None`: the end of
+    /// input), appending this partition's counts to `out`, and frees what no open window needs.
+    pub fn fire(&mut self, wm: Option<Millis>, out: &mut Vec<Fired>) {
+        let mut advanced = false;
+        for (s, spec) in self.windows.specs.iter().enumerate() {
+            let h = match wm {
+                Some(wm) => spec.horizon(wm, self.windows.lateness),
+                None => i64::MAX,
+            };
+            let fired = self.horizon[s];
+            if h <= fired {
+                continue;
+            }
+            self.horizon[s] = h;
+            advanced = true;
+            let n = spec.panes();
+            for (key, entry) in self.keys.iter_mut().enumerate() {
+                let cells = &mut entry.cells[s];
+                if cells.first().is_none_or(|c| c.idx >= h) {
+                    continue;
+                }
+                emit(cells, &mut entry.carry[s], n, fired, h, key as u32, s as u16, out);
+            }
+        }
+        if advanced {
+            self.prune_seen();
+        }
+    }
+
+    fn prune_seen(&mut self) {
+        let ngroups = self.groups.len();
+        let dead_below: Vec<i64> =
+            self.groups.iter().map(|g| g.specs.iter().map(|&s| self.horizon[s]).min().unwrap_or(i64::MIN)).collect();
+        let (slab, free, spill) = (&self.slab, &mut self.free, &mut self.spill);
+        let mut spilled_gone = Vec::new();
+        self.seen.retain(|_, slot| {
+            let base = *slot as usize * ngroups;
+            let sets = &slab[base..base + ngroups];
+            let alive = sets.iter().zip(&dead_below).any(|(set, &d)| set.hi >= d);
+            if !alive {
+                free.push(*slot);
+                for (g, set) in sets.iter().enumerate() {
+                    if set.spilled {
+                        spilled_gone.push((*slot, g as u8));
+                    }
+                }
+            }
+            alive
+        });
+        for k in spilled_gone {
+            spill.remove(&k);
+        }
+        spill.retain(|(_, g), panes| {
+            let d = dead_below[*g as usize];
+            panes.retain(|&q| q >= d);
+            !panes.is_empty()
+        });
+    }
+
+    /// Approximate heap bytes held by this partition's state.
+    pub fn heap_bytes(&self) -> usize {
+        let cells: usize = self.keys.iter().map(|k| k.cells.iter().map(|c| c.capacity()).sum::<usize>()).sum();
+        self.seen.capacity() * (std::mem::size_of::<((u32, u64), u32)>() + 1)
+            + self.slab.capacity() * std::mem::size_of::<PaneSet>()
+            + self.key_ids.capacity() * 13
+            + self.keys.capacity() * std::mem::size_of::<KeyEntry>()
+            + cells * std::mem::size_of::<Cell>()
+            + self.spill.values().map(|s| s.len() * 16 + 64).sum::<usize>()
+            + self.dedup.heap_bytes()
+    }
+
+    pub fn dimension_name(&self, i: u16) -> &str {
+        self.parser.dimension_name(i)
+    }
+}
+
+/// Finds or inserts the cell for window index `idx` (cells stay sorted; updates are near the end).
+#[inline]
+fn cell(cells: &mut Vec<Cell>, idx: i64) -> &mut Cell {
+    let pos = match cells.last() {
+        Some(c) if c.idx < idx => cells.len(),
+        Some(c) if c.idx == idx => cells.len() - 1,
+        _ => cells.partition_point(|c| c.idx < idx),
+    };
+    if pos == cells.len() || cells[pos].idx != idx {
+        cells.insert(pos, Cell { idx, ..Cell::default() });
+    }
+    &mut cells[pos]
+}
+
+/// Records pane `p` in `set`. Returns `None` if it was already there, else the nearest seen panes
+/// before and after it (`None` where there is none that can matter). Panes below `dead_below` belong
+/// only to fired windows and may be forgotten.
+#[inline]
+fn insert_pane(
+    set: &mut PaneSet,
+    spill: &mut HashMap<(u32, u8), BTreeSet<i64>>,
+    spill_key: (u32, u8),
+    p: i64,
+    dead_below: i64,
+) -> Option<(Option<i64>, Option<i64>)> {
+    if set.mask == 0 {
+        *set = PaneSet { hi: p, mask: 1, spilled: set.spilled };
+        let pred = if set.spilled { spill.get(&spill_key).and_then(|s| s.range(..p).next_back().copied()) } else { None };
+        return Some((pred, None));
+    }
+    if p > set.hi {
+        let shift = p - set.hi;
+        let leaving = if shift >= 64 { set.mask } else { set.mask & !(u64::MAX >> shift) };
+        let mut bits = leaving;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as i64;
+            bits &= bits - 1;
+            let q = set.hi - i;
+            if q >= dead_below {
+                spill.entry(spill_key).or_default().insert(q);
+                set.spilled = true;
+            }
+        }
+        set.mask = if shift >= 64 { 0 } else { set.mask << shift };
+        set.mask |= 1;
+        set.hi = p;
+        let above = set.mask & !1;
+        let pred = if above != 0 {
+            Some(p - above.trailing_zeros() as i64)
+        } else if set.spilled {
+            spill.get(&spill_key).and_then(|s| s.range(..p).next_back().copied())
+        } else {
+            None
+        };
+        return Some((pred, None));
+    }
+    let i = set.hi - p;
+    if i < 64 {
+        let bit = 1u64 << i;
+        if set.mask & bit != 0 {
+            return None;
+        }
+        set.mask |= bit;
+        let older = if i == 63 { 0 } else { set.mask >> (i + 1) };
+        let pred = if older != 0 {
+            Some(p - 1 - older.trailing_zeros() as i64)
+        } else if set.spilled {
+            spill.get(&spill_key).and_then(|s| s.range(..p).next_back().copied())
+        } else {
+            None
+        };
+        let newer = set.mask & (bit - 1);
+        let succ = if newer != 0 { Some(set.hi - (63 - newer.leading_zeros() as i64)) } else { None };
+        return Some((pred, succ));
+    }
+    // Far behind the newest pane: the exact overflow set.
+    let panes = spill.entry(spill_key).or_default();
+    if !panes.insert(p) {
+        return None;
+    }
+    set.spilled = true;
+    let pred = panes.range(..p).next_back().copied();
+    let succ = panes.range(p + 1..).next().copied().or(Some(set.hi - (63 - set.mask.leading_zeros() as i64)));
+    Some((pred, succ))
+}
+
+/// Emits every window `fired ≤ k < h` of one key and spec that holds events (windows below `fired`
+/// were emitted before), then drops the cells below `h`.
+#[allow(clippy::too_many_arguments)]
+fn emit(cells: &mut Vec<Cell>, carry: &mut i64, n: i64, fired: i64, h: i64, key: u32, spec: u16, out: &mut Vec<Fired>) {
+    let mut run = *carry; // Σ (add − sub) of cells with idx < k
+    let mut ri = 0; // next cell not yet folded into `run`
+    let (mut a, mut b, mut sum) = (0usize, 0usize, 0u64); // cells with idx in [k, k+n−1], their events
+    let mut next_k = fired;
+    for j in 0..cells.len() {
+        let c = cells[j];
+        if c.events == 0 {
+            continue;
+        }
+        let from = (c.idx - n + 1).max(next_k);
+        let to = c.idx.min(h - 1);
+        let mut k = from;
+        while k <= to {
+            while ri < cells.len() && cells[ri].idx < k {
+                run += cells[ri].add as i64 - cells[ri].sub as i64;
+                ri += 1;
+            }
+            let unique = run + if ri < cells.len() && cells[ri].idx == k { cells[ri].add as i64 } else { 0 };
+            while b < cells.len() && cells[b].idx <= k + n - 1 {
+                sum += cells[b].events;
+                b += 1;
+            }
+            while a < b && cells[a].idx < k {
+                sum -= cells[a].events;
+                a += 1;
+            }
+            out.push(Fired { key, spec, window: k, unique: unique.max(0) as u64, events: sum });
+            k += 1;
+        }
+        next_k = next_k.max(to + 1);
+        if c.idx >= h {
+            break;
+        }
+    }
+    let keep = cells.partition_point(|c| c.idx < h);
+    for c in &cells[..keep] {
+        *carry += c.add as i64 - c.sub as i64;
+    }
+    cells.drain(..keep);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// The obvious way: every window index of every pane, a set of users per window.
+    fn naive(events: &[(u64, i64)], n: i64) -> BTreeMap<i64, (u64, u64)> {
+        let mut users: BTreeMap<i64, std::collections::BTreeSet<u64>> = BTreeMap::new();
+        let mut counts: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+        for &(u, p) in events {
+            for k in p - n + 1..=p {
+                users.entry(k).or_default().insert(u);
+                counts.entry(k).or_default().1 += 1;
+            }
+        }
+        for (k, s) in users {
+            counts.get_mut(&k).unwrap().0 = s.len() as u64;
+        }
+        counts
+    }
+
+    /// Drives `insert_pane` + cells the way `count` does, for one key and one spec.
+    fn engine(events: &[(u64, i64)], n: i64, fire_every: usize) -> BTreeMap<i64, (u64, u64)> {
+        let mut sets: HashMap<u64, PaneSet> = HashMap::new();
+        let mut spill = HashMap::new();
+        let mut cells = Vec::new();
+        let mut carry = 0;
+        let mut fired = i64::MIN;
+        let mut out = Vec::new();
+        for (i, &(u, p)) in events.iter().enumerate() {
+            let set = sets.entry(u).or_default();
+            if let Some((pred, succ)) = insert_pane(set, &mut spill, (u as u32, 0), p, i64::MIN) {
+                let lo = pred.map_or(p - n + 1, |a| (p - n + 1).max(a + 1));
+                let hi = succ.map_or(p, |b| p.min(b - n));
+                if lo <= hi {
+                    cell(&mut cells, lo).add += 1;
+                    cell(&mut cells, hi).sub += 1;
+                }
+            }
+            cell(&mut cells, p).events += 1;
+            if fire_every > 0 && i % fire_every == 0 {
+                // fire only windows that no later event can touch
+                let min_later = events[i + 1..].iter().map(|e| e.1).min().unwrap_or(i64::MAX);
+                let h = min_later.saturating_sub(n - 1);
+                if h > fired {
+                    emit(&mut cells, &mut carry, n, fired, h, 0, 0, &mut out);
+                    fired = h;
+                }
+            }
+        }
+        emit(&mut cells, &mut carry, n, fired, i64::MAX, 0, 0, &mut out);
+        let mut m = BTreeMap::new();
+        for f in out {
+            assert!(m.insert(f.window, (f.unique, f.events)).is_none(), "window {} emitted twice", f.window);
+        }
+        m
+    }
+
+    #[test]
+    fn sliding_small_case() {
+        // n = 3: user 1 in panes 0 and 2, user 2 in pane 1
+        let ev = [(1, 0), (2, 1), (1, 2)];
+        assert_eq!(engine(&ev, 3, 0), naive(&ev, 3));
+        let m = engine(&ev, 3, 0);
+        assert_eq!(m[&0], (2, 3)); // window 0 = panes 0..2
+        assert_eq!(m[&2], (1, 1)); // panes 2..4: only user 1
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn matches_naive(ev in proptest::collection::vec((0u64..6, 0i64..200), 1..120), n in 1i64..30, fire_every in 0usize..7) {
+            proptest::prop_assert_eq!(engine(&ev, n, fire_every), naive(&ev, n));
+        }
+
+        #[test]
+        fn matches_naive_with_far_panes(ev in proptest::collection::vec((0u64..3, 0i64..400), 1..60), n in 1i64..40) {
+            proptest::prop_assert_eq!(engine(&ev, n, 0), naive(&ev, n));
+        }
+    }
+}
