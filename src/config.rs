@@ -169,7 +169,10 @@ impl Located<'_> {
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        Error::Config(format!("{}:{line}:{col}: `{key}`: {msg}", self.path.display()))
+        Error::Config(format!(
+            "{}:{line}:{col}: `{key}`: {msg}",
+            self.path.display()
+        ))
     }
 
     fn duration(&self, v: &Spanned<String>, key: &str) -> Result<Millis> {
@@ -185,15 +188,27 @@ impl Located<'_> {
     }
 
     fn instant(&self, v: &Spanned<String>, key: &str) -> Result<Millis> {
-        parse_rfc3339(v.get_ref().as_bytes())
-            .ok_or_else(|| self.at(v.span(), key, format!("`{}` is not an RFC 3339 time such as \"2024-01-01T00:00:00Z\"", v.get_ref())))
+        parse_rfc3339(v.get_ref().as_bytes()).ok_or_else(|| {
+            self.at(
+                v.span(),
+                key,
+                format!(
+                    "`{}` is not an RFC 3339 time such as \"2024-01-01T00:00:00Z\"",
+                    v.get_ref()
+                ),
+            )
+        })
     }
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: cannot read the config file: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "{}: cannot read the config file: {e}",
+                path.display()
+            ))
+        })?;
         Self::parse(path, &text)
     }
 
@@ -202,7 +217,10 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map_or((0, 0), |s| {
                 let before = &text[..s.start.min(text.len())];
-                (before.matches('\n').count() + 1, before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1)
+                (
+                    before.matches('\n').count() + 1,
+                    before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+                )
             });
             Error::Config(format!("{}:{line}:{col}: {}", path.display(), e.message()))
         })?;
@@ -211,19 +229,28 @@ impl Config {
 
         let time_format = match raw.fields.time_format.as_ref() {
             None => TimeFormat::Auto,
-            Some(v) => match v.get_ref().as_str() {
-                "unix_s" => TimeFormat::UnixS,
-                "unix_ms" => TimeFormat::UnixMs,
-                "rfc3339" => TimeFormat::Rfc3339,
-                "auto" => TimeFormat::Auto,
-                other => {
-                    return Err(loc.at(v.span(), "fields.time_format", format!("`{other}` is not one of \"unix_s\", \"unix_ms\", \"rfc3339\", \"auto\"")));
+            Some(v) => {
+                match v.get_ref().as_str() {
+                    "unix_s" => TimeFormat::UnixS,
+                    "unix_ms" => TimeFormat::UnixMs,
+                    "rfc3339" => TimeFormat::Rfc3339,
+                    "auto" => TimeFormat::Auto,
+                    other => {
+                        return Err(loc.at(v.span(), "fields.time_format", format!("`{other}` is not one of \"unix_s\", \"unix_ms\", \"rfc3339\", \"auto\"")));
+                    }
                 }
-            },
+            }
         };
-        for (key, v) in [("fields.user", &raw.fields.user), ("fields.time", &raw.fields.time), ("fields.event_type", &raw.fields.event_type)] {
+        for (key, v) in [
+            ("fields.user", &raw.fields.user),
+            ("fields.time", &raw.fields.time),
+            ("fields.event_type", &raw.fields.event_type),
+        ] {
             if v.is_empty() {
-                return Err(Error::Config(format!("{}: `{key}` must name a JSON field", path.display())));
+                return Err(Error::Config(format!(
+                    "{}: `{key}` must name a JSON field",
+                    path.display()
+                )));
             }
         }
         let fields = Fields {
@@ -245,16 +272,23 @@ impl Config {
             Some(v) => match v.get_ref().as_str() {
                 "median" => Strategy::Median,
                 "max" => Strategy::Max,
-                other => return Err(loc.at(v.span(), "watermark.strategy", format!("`{other}` is not one of \"median\", \"max\""))),
+                other => {
+                    return Err(loc.at(
+                        v.span(),
+                        "watermark.strategy",
+                        format!("`{other}` is not one of \"median\", \"max\""),
+                    ));
+                }
             },
         };
-        let positive = |v: &Option<Spanned<i64>>, key: &str, default: i64, max: i64| -> Result<i64> {
-            match v {
-                None => Ok(default),
-                Some(v) if (1..=max).contains(v.get_ref()) => Ok(*v.get_ref()),
-                Some(v) => Err(loc.at(v.span(), key, format!("must be between 1 and {max}"))),
-            }
-        };
+        let positive =
+            |v: &Option<Spanned<i64>>, key: &str, default: i64, max: i64| -> Result<i64> {
+                match v {
+                    None => Ok(default),
+                    Some(v) if (1..=max).contains(v.get_ref()) => Ok(*v.get_ref()),
+                    Some(v) => Err(loc.at(v.span(), key, format!("must be between 1 and {max}"))),
+                }
+            };
         let sample = positive(&w.sample, "watermark.sample", 10_000, 10_000_000)? as usize;
         let interval = positive(&w.interval, "watermark.interval", 4096, 1 << 40)? as u64;
         let max_out_of_orderness = match &w.max_out_of_orderness {
@@ -268,7 +302,12 @@ impl Config {
         };
 
         let l = &raw.limits;
-        let max_line_bytes = positive(&l.max_line_bytes, "limits.max_line_bytes", DEFAULT_MAX_LINE_BYTES as i64, 1 << 31)? as usize;
+        let max_line_bytes = positive(
+            &l.max_line_bytes,
+            "limits.max_line_bytes",
+            DEFAULT_MAX_LINE_BYTES as i64,
+            1 << 31,
+        )? as usize;
         let time_min = match &l.time_min {
             Some(v) => loc.instant(v, "limits.time_min")?,
             None => 0,
@@ -278,8 +317,16 @@ impl Config {
             None => 4_102_444_800_000, // 2100-01-01T00:00:00Z
         };
         if time_min >= time_max {
-            let span = l.time_max.as_ref().or(l.time_min.as_ref()).map_or(0..0, |v| v.span());
-            return Err(loc.at(span, "limits.time_max", "must be later than `limits.time_min`"));
+            let span = l
+                .time_max
+                .as_ref()
+                .or(l.time_min.as_ref())
+                .map_or(0..0, |v| v.span());
+            return Err(loc.at(
+                span,
+                "limits.time_max",
+                "must be later than `limits.time_min`",
+            ));
         }
 
         let base = path.parent().unwrap_or(Path::new("."));
@@ -289,28 +336,52 @@ impl Config {
             if d.name.get_ref().is_empty() || d.field.is_empty() {
                 return Err(loc.at(d.name.span(), &key, "`name` and `field` must not be empty"));
             }
-            if dimensions.iter().any(|x: &Dimension| x.name == *d.name.get_ref()) {
-                return Err(loc.at(d.name.span(), &format!("{key}.name"), format!("the dimension name `{}` is used twice", d.name.get_ref())));
+            if dimensions
+                .iter()
+                .any(|x: &Dimension| x.name == *d.name.get_ref())
+            {
+                return Err(loc.at(
+                    d.name.span(),
+                    &format!("{key}.name"),
+                    format!("the dimension name `{}` is used twice", d.name.get_ref()),
+                ));
             }
             let extract = match (&d.extract, &d.lookup) {
-                (Some(e), Some(_)) => return Err(loc.at(e.span(), &key, "give `extract` or `lookup`, not both")),
+                (Some(e), Some(_)) => {
+                    return Err(loc.at(e.span(), &key, "give `extract` or `lookup`, not both"));
+                }
                 (Some(e), None) => match e.get_ref().as_str() {
                     "email_domain" => Extract::EmailDomain,
                     "none" | "raw" => Extract::Raw,
-                    other => return Err(loc.at(e.span(), &format!("{key}.extract"), format!("`{other}` is not one of \"email_domain\", \"raw\""))),
+                    other => {
+                        return Err(loc.at(
+                            e.span(),
+                            &format!("{key}.extract"),
+                            format!("`{other}` is not one of \"email_domain\", \"raw\""),
+                        ));
+                    }
                 },
                 (None, Some(file)) => {
                     let p = base.join(file.get_ref());
-                    let (lookup, hash) = load_lookup(&p).map_err(|e| loc.at(file.span(), &format!("{key}.lookup"), e))?;
-                    fingerprint = xxhash_rust::xxh3::xxh3_64_with_seed(&hash.to_le_bytes(), fingerprint);
+                    let (lookup, hash) = load_lookup(&p)
+                        .map_err(|e| loc.at(file.span(), &format!("{key}.lookup"), e))?;
+                    fingerprint =
+                        xxhash_rust::xxh3::xxh3_64_with_seed(&hash.to_le_bytes(), fingerprint);
                     Extract::Lookup(lookup)
                 }
                 (None, None) => Extract::Raw,
             };
-            dimensions.push(Dimension { name: d.name.into_inner(), field: d.field, extract });
+            dimensions.push(Dimension {
+                name: d.name.into_inner(),
+                field: d.field,
+                extract,
+            });
         }
         if dimensions.len() > 60 {
-            return Err(Error::Config(format!("{}: at most 60 dimensions are supported", path.display())));
+            return Err(Error::Config(format!(
+                "{}: at most 60 dimensions are supported",
+                path.display()
+            )));
         }
 
         if raw.windows.is_empty() {
@@ -324,7 +395,11 @@ impl Config {
             let key = format!("windows[{i}]");
             let name = w.name.get_ref();
             if name.is_empty() || specs.iter().any(|s| s.name == *name) {
-                return Err(loc.at(w.name.span(), &format!("{key}.name"), "window names must be unique and not empty"));
+                return Err(loc.at(
+                    w.name.span(),
+                    &format!("{key}.name"),
+                    "window names must be unique and not empty",
+                ));
             }
             let size = loc.positive_duration(&w.size, &format!("{key}.size"))?;
             let slide = match &w.slide {
@@ -338,20 +413,37 @@ impl Config {
                         return Err(loc.at(s.span(), &format!("{key}.slide"), format!("the slide ({}) does not divide the size ({}); choose a slide that divides it evenly", s.get_ref(), w.size.get_ref())));
                     }
                     if size / slide > 4096 {
-                        return Err(loc.at(s.span(), &format!("{key}.slide"), "a window may span at most 4096 slides"));
+                        return Err(loc.at(
+                            s.span(),
+                            &format!("{key}.slide"),
+                            "a window may span at most 4096 slides",
+                        ));
                     }
                     slide
                 }
             };
-            specs.push(WindowSpec { name: name.clone(), size, slide });
+            specs.push(WindowSpec {
+                name: name.clone(),
+                size,
+                slide,
+            });
         }
 
         Ok(Config {
             path: path.to_path_buf(),
             fields,
             ttl,
-            watermark: WatermarkConfig { strategy, sample, interval, max_out_of_orderness },
-            limits: Limits { max_line_bytes, time_min, time_max },
+            watermark: WatermarkConfig {
+                strategy,
+                sample,
+                interval,
+                max_out_of_orderness,
+            },
+            limits: Limits {
+                max_line_bytes,
+                time_min,
+                time_max,
+            },
             dimensions,
             windows: Windows { specs, lateness },
             fingerprint,
@@ -361,24 +453,44 @@ impl Config {
 
 /// Reads a `key,value` CSV. Returns the table and a hash of the file's bytes.
 fn load_lookup(path: &Path) -> std::result::Result<(Lookup, u64), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the lookup file {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read the lookup file {}: {e}", path.display()))?;
     let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes.as_slice());
-    let headers = reader.headers().map_err(|e| format!("{}: {e}", path.display()))?.clone();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes.as_slice());
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .clone();
     if headers.len() < 2 || &headers[0] != "key" || &headers[1] != "value" {
-        return Err(format!("{}: line 1: the header must be `key,value`, found `{}`", path.display(), headers.iter().collect::<Vec<_>>().join(",")));
+        return Err(format!(
+            "{}: line 1: the header must be `key,value`, found `{}`",
+            path.display(),
+            headers.iter().collect::<Vec<_>>().join(",")
+        ));
     }
-    let mut lookup = Lookup { path: path.to_path_buf(), ..Lookup::default() };
+    let mut lookup = Lookup {
+        path: path.to_path_buf(),
+        ..Lookup::default()
+    };
     let mut interned: HashMap<Box<str>, u32> = HashMap::new();
     for (i, rec) in reader.records().enumerate() {
         let line = i + 2;
         let rec = rec.map_err(|e| format!("{}: line {line}: {e}", path.display()))?;
         if rec.len() != 2 {
-            return Err(format!("{}: line {line}: expected 2 columns (key,value), found {}", path.display(), rec.len()));
+            return Err(format!(
+                "{}: line {line}: expected 2 columns (key,value), found {}",
+                path.display(),
+                rec.len()
+            ));
         }
         let (k, v) = (&rec[0], &rec[1]);
         if k.is_empty() || v.is_empty() {
-            return Err(format!("{}: line {line}: empty key or value", path.display()));
+            return Err(format!(
+                "{}: line {line}: empty key or value",
+                path.display()
+            ));
         }
         let idx = match interned.get(v) {
             Some(&idx) => idx,
@@ -390,7 +502,10 @@ fn load_lookup(path: &Path) -> std::result::Result<(Lookup, u64), String> {
             }
         };
         if lookup.map.insert(k.into(), idx).is_some() {
-            return Err(format!("{}: line {line}: the key `{k}` appears twice", path.display()));
+            return Err(format!(
+                "{}: line {line}: the key `{k}` appears twice",
+                path.display()
+            ));
         }
     }
     Ok((lookup, hash))
@@ -419,14 +534,34 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_key() {
-        let e = parse(&format!("{MIN}[[windows]]\nname = \"h\"\nsize = \"1 hour-ish\"\n")).unwrap_err().to_string();
+        let e = parse(&format!(
+            "{MIN}[[windows]]\nname = \"h\"\nsize = \"1 hour-ish\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("test.toml:7:8: `windows[0].size`"), "{e}");
-        let e = parse(&format!("{MIN}[[windows]]\nname = \"h\"\nsize = \"1h\"\nslide = \"25m\"\n")).unwrap_err().to_string();
-        assert!(e.contains("test.toml:8:9: `windows[0].slide`") && e.contains("does not divide"), "{e}");
-        let e = parse(&format!("{MIN}[[windows]]\nname = \"h\"\nsize = \"1h\"\nslide = \"2h\"\n")).unwrap_err().to_string();
+        let e = parse(&format!(
+            "{MIN}[[windows]]\nname = \"h\"\nsize = \"1h\"\nslide = \"25m\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("test.toml:8:9: `windows[0].slide`") && e.contains("does not divide"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{MIN}[[windows]]\nname = \"h\"\nsize = \"1h\"\nslide = \"2h\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("is longer than the size"), "{e}");
-        let e = parse(&format!("{MIN}colour = 1\n")).unwrap_err().to_string();
-        assert!(e.contains("test.toml:5:1") && e.contains("unknown field"), "{e}");
+        let e = parse(&format!("{MIN}colour = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("test.toml:5:1") && e.contains("unknown field"),
+            "{e}"
+        );
         let e = parse(MIN).unwrap_err().to_string();
         assert!(e.contains("no `[[windows]]`"), "{e}");
     }
@@ -436,6 +571,9 @@ mod tests {
         let e = parse(&format!("{MIN}[[dimensions]]\nname = \"c\"\nfield = \"m\"\nlookup = \"nope.csv\"\n[[windows]]\nname = \"h\"\nsize = \"1h\"\n"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("`dimensions[0].lookup`") && e.contains("nope.csv"), "{e}");
+        assert!(
+            e.contains("`dimensions[0].lookup`") && e.contains("nope.csv"),
+            "{e}"
+        );
     }
 }

@@ -25,7 +25,11 @@ pub struct Dedup {
 
 impl Dedup {
     pub fn new(ttl: Millis) -> Dedup {
-        Dedup { expiry: HashMap::new(), ttl, pruned_at: Millis::MIN }
+        Dedup {
+            expiry: HashMap::new(),
+            ttl,
+            pruned_at: Millis::MIN,
+        }
     }
 
     #[inline]
@@ -44,7 +48,9 @@ impl Dedup {
 
     /// Drops expired records when the watermark moved at least an eighth of the ttl since last time.
     pub fn prune(&mut self, wm: Millis) {
-        if wm == Millis::MIN || (self.pruned_at != Millis::MIN && wm.saturating_sub(self.pruned_at) < self.ttl / 8) {
+        if wm == Millis::MIN
+            || (self.pruned_at != Millis::MIN && wm.saturating_sub(self.pruned_at) < self.ttl / 8)
+        {
             return;
         }
         self.pruned_at = wm;

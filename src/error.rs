@@ -56,10 +56,16 @@ impl Error {
     }
 
     pub fn input(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::Input { path: path.into(), reason: reason.into() }
+        Error::Input {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 
     pub fn output(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Output { path: path.into(), source }
+        Error::Output {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -1,1 +1,79 @@
-fn main() {}
+//! The `abacus` binary: parses arguments, runs a command, reports errors with the documented exit code.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use abacus::cli::{Cli, Command};
+use abacus::run::{RunOptions, run};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = err
+                .downcast_ref::<abacus::Error>()
+                .map_or(1, |e| e.exit_code());
+            eprintln!("error: {err:#}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => {
+            let threads = args
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let opts = RunOptions {
+                inputs: args.inputs,
+                config: args.config,
+                out: args.out.clone(),
+                threads,
+                overwrite: args.overwrite,
+                max_rejected: args.max_rejected,
+                skip_corrupt_input: args.skip_corrupt_input,
+                progress: !args.quiet && std::io::stderr().is_terminal(),
+            };
+            let summary = run(&opts)?;
+            if !args.quiet {
+                eprint!("{}", summary.table(&args.out));
+            }
+            Ok(())
+        }
+        Command::Generate(args) => {
+            let start = abacus::timefmt::parse_rfc3339(args.start.as_bytes()).ok_or_else(|| {
+                abacus::Error::Usage(format!(
+                    "--start `{}` is not an RFC 3339 time such as 2024-01-01T00:00:00Z",
+                    args.start
+                ))
+            })?;
+            let mut opts =
+                abacus::generate::GenerateOptions::new(args.events, args.seed, args.out.clone());
+            if let Some(lookup) = args.lookup {
+                opts.lookup = lookup;
+            }
+            opts.users = args.users;
+            opts.rate = args.rate;
+            opts.start_ms = start;
+            let report = abacus::generate::generate(&opts)
+                .with_context(|| format!("generating {}", args.out.display()))?;
+            eprintln!(
+                "wrote {} lines ({} duplicates, {} from skewed clocks, {} years old) to {} ({:.1} MiB in {} frames) and {}",
+                report.lines,
+                report.duplicates,
+                report.skewed,
+                report.ancient,
+                args.out.display(),
+                report.bytes_written as f64 / 1048576.0,
+                report.frames,
+                opts.lookup.display()
+            );
+            Ok(())
+        }
+    }
+}

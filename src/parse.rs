@@ -17,7 +17,10 @@ use crate::timefmt::{Millis, float_to_ms, parse_rfc3339};
 /// Why a line was rejected. The `Display` text is what lands in `rejected/` and in error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reject {
-    TooLong { len: usize, limit: usize },
+    TooLong {
+        len: usize,
+        limit: usize,
+    },
     InvalidUtf8,
     InvalidJson(String),
     NotObject(&'static str),
@@ -26,7 +29,11 @@ pub enum Reject {
     InvalidTime(String),
     TimeOutOfRange(Millis),
     MissingEventType,
-    WrongType { field: String, expected: &'static str, found: &'static str },
+    WrongType {
+        field: String,
+        expected: &'static str,
+        found: &'static str,
+    },
 }
 
 impl Reject {
@@ -50,16 +57,30 @@ impl Reject {
 impl std::fmt::Display for Reject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Reject::TooLong { len, limit } => write!(f, "line too long: {len} bytes, the limit is {limit} ([limits] max_line_bytes)"),
+            Reject::TooLong { len, limit } => write!(
+                f,
+                "line too long: {len} bytes, the limit is {limit} ([limits] max_line_bytes)"
+            ),
             Reject::InvalidUtf8 => write!(f, "invalid utf-8"),
             Reject::InvalidJson(e) => write!(f, "invalid json: {e}"),
             Reject::NotObject(found) => write!(f, "not an object: the line is a JSON {found}"),
             Reject::MissingUser => write!(f, "missing user"),
             Reject::MissingTime => write!(f, "missing time"),
             Reject::InvalidTime(e) => write!(f, "invalid time: {e}"),
-            Reject::TimeOutOfRange(t) => write!(f, "time out of range: {} is outside [limits] time_min..time_max", crate::timefmt::format_rfc3339(*t)),
+            Reject::TimeOutOfRange(t) => write!(
+                f,
+                "time out of range: {} is outside [limits] time_min..time_max",
+                crate::timefmt::format_rfc3339(*t)
+            ),
             Reject::MissingEventType => write!(f, "missing event type"),
-            Reject::WrongType { field, expected, found } => write!(f, "wrong type: field `{field}` is a {found}, expected {expected}"),
+            Reject::WrongType {
+                field,
+                expected,
+                found,
+            } => write!(
+                f,
+                "wrong type: field `{field}` is a {found}, expected {expected}"
+            ),
         }
     }
 }
@@ -156,11 +177,17 @@ impl Parser {
                 plan: match &d.extract {
                     Extract::Raw => DimPlan::Raw,
                     Extract::EmailDomain => DimPlan::EmailDomain,
-                    Extract::Lookup(l) => DimPlan::Lookup(l.clone(), l.values.iter().map(|v| xxh3_64(v.as_bytes())).collect()),
+                    Extract::Lookup(l) => DimPlan::Lookup(
+                        l.clone(),
+                        l.values.iter().map(|v| xxh3_64(v.as_bytes())).collect(),
+                    ),
                 },
             })
             .collect();
-        let field_names = names.iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+        let field_names = names
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
         Parser {
             names,
             user,
@@ -221,19 +248,38 @@ impl Parser {
     pub fn describe(&mut self, line: &[u8]) -> Option<Vec<(u64, KeyStrings)>> {
         let r = self.with_fields(line, |p, f| {
             let (_, et) = p.head(f)?;
-            let et_str: Box<str> = f[p.event_type].and_then(|v| v.into_string()).unwrap_or_default().into();
-            let mut out = vec![(key_hash(et, TOTAL, 0), KeyStrings { event_type: et_str.clone(), dimension: None, value: None })];
+            let et_str: Box<str> = f[p.event_type]
+                .and_then(|v| v.into_string())
+                .unwrap_or_default()
+                .into();
+            let mut out = vec![(
+                key_hash(et, TOTAL, 0),
+                KeyStrings {
+                    event_type: et_str.clone(),
+                    dimension: None,
+                    value: None,
+                },
+            )];
             for (i, d) in p.dims.iter().enumerate() {
                 if let Some(v) = dim_value(d, f[d.slot], &mut p.lower)? {
                     let (vh, s): (u64, Box<str>) = match v {
                         DimValue::Str(s) => (xxh3_64(s.as_bytes()), s.into()),
-                        DimValue::Lower => (xxh3_64(&p.lower), String::from_utf8_lossy(&p.lower).into()),
+                        DimValue::Lower => {
+                            (xxh3_64(&p.lower), String::from_utf8_lossy(&p.lower).into())
+                        }
                         DimValue::Interned(idx, h) => match &d.plan {
                             DimPlan::Lookup(l, _) => (h, l.values[idx as usize].clone()),
                             _ => (h, Box::from("")),
                         },
                     };
-                    out.push((key_hash(et, i as u64, vh), KeyStrings { event_type: et_str.clone(), dimension: Some(i as u16), value: Some(s) }));
+                    out.push((
+                        key_hash(et, i as u64, vh),
+                        KeyStrings {
+                            event_type: et_str.clone(),
+                            dimension: Some(i as u16),
+                            value: Some(s),
+                        },
+                    ));
                 }
             }
             Ok::<_, Reject>(out)
@@ -250,14 +296,25 @@ impl Parser {
     }
 
     /// Parses the line onto the reused tape and hands `f` the values of the configured fields.
-    fn with_fields<R>(&mut self, line: &[u8], f: impl FnOnce(&mut Self, &[Option<Value<'_, '_>>]) -> R) -> Result<R, Reject> {
+    fn with_fields<R>(
+        &mut self,
+        line: &[u8],
+        f: impl FnOnce(&mut Self, &[Option<Value<'_, '_>>]) -> R,
+    ) -> Result<R, Reject> {
         if line.len() > self.max_line_bytes {
-            return Err(Reject::TooLong { len: line.len(), limit: self.max_line_bytes });
+            return Err(Reject::TooLong {
+                len: line.len(),
+                limit: self.max_line_bytes,
+            });
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(line);
-        let mut tape = self.tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
+        let mut tape = self
+            .tape
+            .take()
+            .unwrap_or_else(|| Tape::null().reset())
+            .reset();
         let result = match simd_json::fill_tape(&mut scratch, &mut self.buffers, &mut tape) {
             Err(e) => {
                 if std::str::from_utf8(line).is_err() {
@@ -322,7 +379,10 @@ impl Parser {
             None => None,
             Some(v) => match v.value_type() {
                 simd_json::ValueType::Null => None,
-                simd_json::ValueType::String => Some(xxh3_64_with_seed(v.into_string().unwrap_or_default().as_bytes(), user_hash)),
+                simd_json::ValueType::String => Some(xxh3_64_with_seed(
+                    v.into_string().unwrap_or_default().as_bytes(),
+                    user_hash,
+                )),
                 simd_json::ValueType::I64 | simd_json::ValueType::U64 => {
                     let text = match v.as_i64() {
                         Some(i) => i.to_string(),
@@ -330,24 +390,41 @@ impl Parser {
                     };
                     Some(xxh3_64_with_seed(text.as_bytes(), user_hash))
                 }
-                t => return Err(self.wrong(self.event_id.unwrap_or(0), "a string or an integer", t)),
+                t => {
+                    return Err(self.wrong(self.event_id.unwrap_or(0), "a string or an integer", t));
+                }
             },
         };
-        Ok((Event { user: user_hash, time, dedup }, xxh3_64(et.as_bytes())))
+        Ok((
+            Event {
+                user: user_hash,
+                time,
+                dedup,
+            },
+            xxh3_64(et.as_bytes()),
+        ))
     }
 
     fn time(&self, v: Option<Value<'_, '_>>) -> Result<Millis, Reject> {
-        let Some(v) = v else { return Err(Reject::MissingTime) };
+        let Some(v) = v else {
+            return Err(Reject::MissingTime);
+        };
         let ty = v.value_type();
         let number = |scale_s: bool| -> Result<Millis, Reject> {
             let scale = if scale_s { 1000 } else { 1 };
             if let Some(i) = v.as_i64() {
-                return i.checked_mul(scale).ok_or_else(|| Reject::InvalidTime(format!("{i} does not fit in milliseconds")));
+                return i.checked_mul(scale).ok_or_else(|| {
+                    Reject::InvalidTime(format!("{i} does not fit in milliseconds"))
+                });
             }
             let x = v.as_f64().unwrap_or(f64::NAN);
-            float_to_ms(x, scale as f64).ok_or_else(|| Reject::InvalidTime(format!("{x} is not a usable number")))
+            float_to_ms(x, scale as f64)
+                .ok_or_else(|| Reject::InvalidTime(format!("{x} is not a usable number")))
         };
-        let is_number = matches!(ty, simd_json::ValueType::I64 | simd_json::ValueType::U64 | simd_json::ValueType::F64);
+        let is_number = matches!(
+            ty,
+            simd_json::ValueType::I64 | simd_json::ValueType::U64 | simd_json::ValueType::F64
+        );
         let t = match (self.time_format, ty) {
             (_, simd_json::ValueType::Null) => return Err(Reject::MissingTime),
             (TimeFormat::UnixS, _) if is_number => number(true)?,
@@ -358,16 +435,28 @@ impl Parser {
             }
             (TimeFormat::Rfc3339, simd_json::ValueType::String) => {
                 let s = v.into_string().unwrap_or_default();
-                parse_rfc3339(s.as_bytes()).ok_or_else(|| Reject::InvalidTime(format!("`{}` is not an RFC 3339 time", clip(s))))?
+                parse_rfc3339(s.as_bytes()).ok_or_else(|| {
+                    Reject::InvalidTime(format!("`{}` is not an RFC 3339 time", clip(s)))
+                })?
             }
             (TimeFormat::Auto, simd_json::ValueType::String) => {
                 let s = v.into_string().unwrap_or_default();
                 let digits = s.strip_prefix('-').unwrap_or(s);
-                if !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()) {
-                    let i: i64 = s.parse().map_err(|_| Reject::InvalidTime(format!("`{}` is not a number", clip(s))))?;
+                if !digits.is_empty()
+                    && digits.len() <= 18
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    let i: i64 = s.parse().map_err(|_| {
+                        Reject::InvalidTime(format!("`{}` is not a number", clip(s)))
+                    })?;
                     if (i as f64).abs() < 1e11 { i * 1000 } else { i }
                 } else {
-                    parse_rfc3339(s.as_bytes()).ok_or_else(|| Reject::InvalidTime(format!("`{}` is neither a number nor an RFC 3339 time", clip(s))))?
+                    parse_rfc3339(s.as_bytes()).ok_or_else(|| {
+                        Reject::InvalidTime(format!(
+                            "`{}` is neither a number nor an RFC 3339 time",
+                            clip(s)
+                        ))
+                    })?
                 }
             }
             (fmt, t) => {
@@ -376,7 +465,11 @@ impl Parser {
                     TimeFormat::Auto => "a number or an RFC 3339 string",
                     _ => "a number (time_format = \"unix_s\"/\"unix_ms\")",
                 };
-                return Err(Reject::InvalidTime(format!("field `{}` is a {}, expected {expected}", self.field_names[self.time], type_name(t))));
+                return Err(Reject::InvalidTime(format!(
+                    "field `{}` is a {}, expected {expected}",
+                    self.field_names[self.time],
+                    type_name(t)
+                )));
             }
         };
         if t < self.time_min || t >= self.time_max {
@@ -386,7 +479,11 @@ impl Parser {
     }
 
     fn wrong(&self, slot: usize, expected: &'static str, found: simd_json::ValueType) -> Reject {
-        Reject::WrongType { field: self.field_names[slot].clone(), expected, found: type_name(found) }
+        Reject::WrongType {
+            field: self.field_names[slot].clone(),
+            expected,
+            found: type_name(found),
+        }
     }
 }
 
@@ -398,12 +495,22 @@ enum DimValue<'a> {
     Interned(u32, u64),
 }
 
-fn dim_value<'a>(d: &DimSlot, v: Option<Value<'_, 'a>>, lower: &mut Vec<u8>) -> Result<Option<DimValue<'a>>, Reject> {
+fn dim_value<'a>(
+    d: &DimSlot,
+    v: Option<Value<'_, 'a>>,
+    lower: &mut Vec<u8>,
+) -> Result<Option<DimValue<'a>>, Reject> {
     let Some(v) = v else { return Ok(None) };
     let s = match v.value_type() {
         simd_json::ValueType::Null => return Ok(None),
         simd_json::ValueType::String => v.into_string().unwrap_or_default(),
-        t => return Err(Reject::WrongType { field: d.field.clone(), expected: "a string", found: type_name(t) }),
+        t => {
+            return Err(Reject::WrongType {
+                field: d.field.clone(),
+                expected: "a string",
+                found: type_name(t),
+            });
+        }
     };
     if s.is_empty() {
         return Ok(None);
@@ -418,7 +525,10 @@ fn dim_value<'a>(d: &DimSlot, v: Option<Value<'_, 'a>>, lower: &mut Vec<u8>) -> 
             }
             _ => None,
         },
-        DimPlan::Lookup(l, hashes) => l.map.get(s).map(|&idx| DimValue::Interned(idx, hashes[idx as usize])),
+        DimPlan::Lookup(l, hashes) => l
+            .map
+            .get(s)
+            .map(|&idx| DimValue::Interned(idx, hashes[idx as usize])),
     })
 }
 
@@ -426,7 +536,11 @@ fn type_name(t: simd_json::ValueType) -> &'static str {
     match t {
         simd_json::ValueType::Null => "null",
         simd_json::ValueType::Bool => "boolean",
-        simd_json::ValueType::I64 | simd_json::ValueType::U64 | simd_json::ValueType::I128 | simd_json::ValueType::U128 | simd_json::ValueType::F64 => "number",
+        simd_json::ValueType::I64
+        | simd_json::ValueType::U64
+        | simd_json::ValueType::I128
+        | simd_json::ValueType::U128
+        | simd_json::ValueType::F64 => "number",
         simd_json::ValueType::String => "string",
         simd_json::ValueType::Array => "array",
         simd_json::ValueType::Object => "object",
@@ -473,7 +587,11 @@ mod tests {
         assert_eq!(d[2].1.value.as_deref(), Some("chrome"));
         // same domain in another case → same key
         let mut k2 = Vec::new();
-        p.parse(br#"{"email":"b@gmail.COM","ts":1704067200,"type":"open"}"#, &mut k2).unwrap();
+        p.parse(
+            br#"{"email":"b@gmail.COM","ts":1704067200,"type":"open"}"#,
+            &mut k2,
+        )
+        .unwrap();
         assert_eq!(k2[1], keys[1]);
     }
 
@@ -481,13 +599,22 @@ mod tests {
     fn time_formats() {
         let mut p = Parser::new(&config(""));
         let mut k = Vec::new();
-        let t = |p: &mut Parser, ts: &str| p.parse(format!(r#"{{"email":"a@b","type":"x","ts":{ts}}}"#).as_bytes(), &mut Vec::new()).map(|e| e.time);
+        let t = |p: &mut Parser, ts: &str| {
+            p.parse(
+                format!(r#"{{"email":"a@b","type":"x","ts":{ts}}}"#).as_bytes(),
+                &mut Vec::new(),
+            )
+            .map(|e| e.time)
+        };
         assert_eq!(t(&mut p, "1704067200"), Ok(1_704_067_200_000));
         assert_eq!(t(&mut p, "1704067200.5"), Ok(1_704_067_200_500));
         assert_eq!(t(&mut p, "1704067200123"), Ok(1_704_067_200_123));
         assert_eq!(t(&mut p, "\"2024-01-01T00:00:00Z\""), Ok(1_704_067_200_000));
         assert_eq!(t(&mut p, "\"1704067200\""), Ok(1_704_067_200_000));
-        assert!(matches!(t(&mut p, "\"yesterday\""), Err(Reject::InvalidTime(_))));
+        assert!(matches!(
+            t(&mut p, "\"yesterday\""),
+            Err(Reject::InvalidTime(_))
+        ));
         assert!(matches!(t(&mut p, "true"), Err(Reject::InvalidTime(_))));
         assert_eq!(t(&mut p, "null"), Err(Reject::MissingTime));
         assert_eq!(t(&mut p, "-5"), Err(Reject::TimeOutOfRange(-5000)));
@@ -504,11 +631,41 @@ mod tests {
         assert_eq!(r(b"{\"email\":\"\xff\"}"), Reject::InvalidUtf8);
         assert_eq!(r(br#"{"ts":1,"type":"x"}"#), Reject::MissingUser);
         assert_eq!(r(br#"{"email":"","ts":1,"type":"x"}"#), Reject::MissingUser);
-        assert_eq!(r(br#"{"email":5,"ts":1704067200,"type":"x"}"#), Reject::WrongType { field: "email".into(), expected: "a string", found: "number" });
-        assert_eq!(r(br#"{"email":"a","ts":1704067200}"#), Reject::MissingEventType);
-        assert_eq!(r(br#"{"email":"a","ts":1704067200,"type":"x","browser":3}"#), Reject::WrongType { field: "browser".into(), expected: "a string", found: "number" });
-        assert_eq!(r(br#"{"email":"a","ts":1704067200,"type":"x","id":[1]}"#), Reject::WrongType { field: "id".into(), expected: "a string or an integer", found: "array" });
-        assert!(matches!(r(&[b' '; 201]), Reject::TooLong { len: 201, limit: 200 }));
+        assert_eq!(
+            r(br#"{"email":5,"ts":1704067200,"type":"x"}"#),
+            Reject::WrongType {
+                field: "email".into(),
+                expected: "a string",
+                found: "number"
+            }
+        );
+        assert_eq!(
+            r(br#"{"email":"a","ts":1704067200}"#),
+            Reject::MissingEventType
+        );
+        assert_eq!(
+            r(br#"{"email":"a","ts":1704067200,"type":"x","browser":3}"#),
+            Reject::WrongType {
+                field: "browser".into(),
+                expected: "a string",
+                found: "number"
+            }
+        );
+        assert_eq!(
+            r(br#"{"email":"a","ts":1704067200,"type":"x","id":[1]}"#),
+            Reject::WrongType {
+                field: "id".into(),
+                expected: "a string or an integer",
+                found: "array"
+            }
+        );
+        assert!(matches!(
+            r(&[b' '; 201]),
+            Reject::TooLong {
+                len: 201,
+                limit: 200
+            }
+        ));
         assert_eq!(keys, vec![7], "rejected lines leave no keys behind");
     }
 
@@ -516,10 +673,18 @@ mod tests {
     fn absent_dimensions_give_no_key() {
         let mut p = Parser::new(&config(""));
         let mut keys = Vec::new();
-        p.parse(br#"{"email":"nodomain","ts":1704067200,"type":"x","browser":null}"#, &mut keys).unwrap();
+        p.parse(
+            br#"{"email":"nodomain","ts":1704067200,"type":"x","browser":null}"#,
+            &mut keys,
+        )
+        .unwrap();
         assert_eq!(keys.len(), 1);
         keys.clear();
-        p.parse(br#"{"email":"a@","ts":1704067200,"type":"x","browser":""}"#, &mut keys).unwrap();
+        p.parse(
+            br#"{"email":"a@","ts":1704067200,"type":"x","browser":""}"#,
+            &mut keys,
+        )
+        .unwrap();
         assert_eq!(keys.len(), 1);
     }
 }

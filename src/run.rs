@@ -1,1 +1,719 @@
-//! wip
+//! The `run` command: wires source → parse → watermark → partitions → sink, one batch at a time.
+//!
+//! ```text
+//! reader thread ──blocks──▶ main: assemble a batch (≈16 MiB of whole lines)
+//!                           ├─ parse pieces in parallel (rayon), each routing its events by user hash
+//!                           ├─ watermark pass over accepted events in stream order (sequential, cheap)
+//!                           ├─ partitions in parallel: dedup → late check → state update → fire windows
+//!                           ├─ merge fired counts across partitions, sort → Arrow batch ─▶ sink thread
+//!                           └─ late and rejected lines, in stream order ─▶ side outputs
+//! ```
+//! Batch boundaries depend only on the input bytes, and every decision depends only on stream order,
+//! so rows and files are identical for every thread count.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use hashbrown::HashMap;
+use rayon::prelude::*;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::input::{self, Block, InputFile, SourceMsg};
+use crate::parse::{Event, Parser, Reject};
+use crate::sink::{PartWriter, RowsBuilder, SideWriter};
+use crate::state::{Fired, Outcome, PartitionState};
+use crate::summary::Summary;
+use crate::timefmt::Millis;
+use crate::watermark::Watermark;
+
+/// Decoded bytes per batch. Fixed, so batch boundaries never depend on the thread count.
+pub const BATCH_BYTES: usize = 16 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxRejected {
+    Count(u64),
+    Percent(f64),
+}
+
+impl std::str::FromStr for MaxRejected {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{s}` is not a percentage such as 0.5%"))?;
+            if !(0.0..=100.0).contains(&v) {
+                return Err(format!("`{s}`: a percentage must be between 0% and 100%"));
+            }
+            Ok(MaxRejected::Percent(v))
+        } else {
+            s.parse()
+                .map(MaxRejected::Count)
+                .map_err(|_| format!("`{s}` is neither a count (1000) nor a percentage (0.5%)"))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub inputs: Vec<PathBuf>,
+    pub config: PathBuf,
+    pub out: PathBuf,
+    pub threads: usize,
+    pub overwrite: bool,
+    pub max_rejected: Option<MaxRejected>,
+    pub skip_corrupt_input: bool,
+    pub progress: bool,
+}
+
+/// An accepted event routed to a partition, pointing back at its line and its keys.
+#[derive(Debug, Clone, Copy)]
+struct Routed {
+    event: Event,
+    /// Accepted-event index within the piece.
+    seq: u32,
+    keys_at: u32,
+    nkeys: u32,
+    line_len: u32,
+    line_off: usize,
+}
+
+#[derive(Default)]
+struct Bucket {
+    events: Vec<Routed>,
+    keys: Vec<u64>,
+}
+
+struct Rejected {
+    /// Physical line index within the piece.
+    line: u64,
+    off: usize,
+    len: usize,
+    reason: Reject,
+}
+
+/// One parallel slice of a batch, with its own parser and output buffers (reused across batches).
+struct Piece {
+    parser: Parser,
+    range: (usize, usize),
+    buckets: Vec<Bucket>,
+    times: Vec<Millis>,
+    rejects: Vec<Rejected>,
+    lines: u64,
+    phys_lines: u64,
+    keys: Vec<u64>,
+    seq_base: u64,
+}
+
+impl Piece {
+    fn parse(&mut self, buf: &[u8], parts: usize) {
+        for b in &mut self.buckets {
+            b.events.clear();
+            b.keys.clear();
+        }
+        self.times.clear();
+        self.rejects.clear();
+        self.lines = 0;
+        self.phys_lines = 0;
+        let (start, end) = self.range;
+        let mut pos = start;
+        let mut accepted: u32 = 0;
+        while pos < end {
+            let nl = memchr::memchr(b'\n', &buf[pos..end]).map_or(end, |i| pos + i);
+            let line_no = self.phys_lines;
+            self.phys_lines += 1;
+            let mut line = &buf[pos..nl];
+            let off = pos;
+            pos = nl + 1;
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            self.lines += 1;
+            self.keys.clear();
+            match self.parser.parse(line, &mut self.keys) {
+                Ok(event) => {
+                    let bucket = &mut self.buckets[partition_of(event.user, parts)];
+                    bucket.events.push(Routed {
+                        event,
+                        seq: accepted,
+                        keys_at: bucket.keys.len() as u32,
+                        nkeys: self.keys.len() as u32,
+                        line_len: line.len() as u32,
+                        line_off: off,
+                    });
+                    bucket.keys.extend_from_slice(&self.keys);
+                    self.times.push(event.time);
+                    accepted += 1;
+                }
+                Err(reason) => self.rejects.push(Rejected {
+                    line: line_no,
+                    off,
+                    len: line.len(),
+                    reason,
+                }),
+            }
+        }
+    }
+}
+
+/// Users are spread over partitions by their hash: a user's whole state lives in one partition.
+#[inline]
+fn partition_of(user: u64, parts: usize) -> usize {
+    // The high bits: hashbrown uses the low ones inside each partition's maps.
+    ((user >> 32) % parts as u64) as usize
+}
+
+struct Partition {
+    state: PartitionState,
+    counted: u64,
+    duplicates: u64,
+    late: Vec<(u64, usize, u32)>,
+    fired: Vec<Fired>,
+}
+
+impl Partition {
+    fn process(
+        &mut self,
+        index: usize,
+        pieces: &[Piece],
+        points: &[(u64, Millis)],
+        buf: &[u8],
+        wm_end: Millis,
+    ) {
+        self.late.clear();
+        self.fired.clear();
+        let mut pi = 0;
+        for pc in pieces {
+            let bucket = &pc.buckets[index];
+            for r in &bucket.events {
+                let q = pc.seq_base + r.seq as u64;
+                while pi + 1 < points.len() && points[pi + 1].0 <= q {
+                    pi += 1;
+                }
+                let keys = &bucket.keys[r.keys_at as usize..(r.keys_at + r.nkeys) as usize];
+                let line = &buf[r.line_off..r.line_off + r.line_len as usize];
+                match self.state.apply(&r.event, keys, points[pi].1, line) {
+                    Outcome::Counted => self.counted += 1,
+                    Outcome::Duplicate => self.duplicates += 1,
+                    Outcome::Late => self.late.push((q, r.line_off, r.line_len)),
+                }
+            }
+        }
+        self.state.fire(Some(wm_end), &mut self.fired);
+    }
+}
+
+/// Where the stream stands: the next batch starts at this file, decoded offset and line number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    pub file: usize,
+    pub offset: u64,
+    pub line: u64,
+}
+
+struct Engine<'a> {
+    config: &'a Config,
+    files: &'a [InputFile],
+    out: PathBuf,
+    pool: rayon::ThreadPool,
+    pieces: Vec<Piece>,
+    parts: Vec<Partition>,
+    watermark: Watermark,
+    summary: Summary,
+    rows: RowsBuilder,
+    late: SideWriter,
+    rejected: SideWriter,
+    sink: Option<mpsc::SyncSender<arrow_array::RecordBatch>>,
+    max_rejected: Option<MaxRejected>,
+    progress: Option<indicatif::ProgressBar>,
+    done_bytes: u64,
+}
+
+impl Engine<'_> {
+    /// Runs one batch: `buf` holds whole lines of file `pos.file` starting at `pos`.
+    fn batch(&mut self, buf: &[u8], pos: Position) -> Result<()> {
+        let nparts = self.parts.len();
+        // Split into pieces at line boundaries.
+        let n = self.pieces.len();
+        let mut start = 0;
+        for (i, pc) in self.pieces.iter_mut().enumerate() {
+            let target = if i + 1 == n {
+                buf.len()
+            } else {
+                (buf.len() * (i + 1) / n).max(start)
+            };
+            let end = if target >= buf.len() {
+                buf.len()
+            } else {
+                memchr::memchr(b'\n', &buf[target..]).map_or(buf.len(), |j| target + j + 1)
+            };
+            pc.range = (start, end);
+            start = end;
+        }
+        self.pool.install(|| {
+            self.pieces
+                .par_iter_mut()
+                .for_each(|pc| pc.parse(buf, nparts))
+        });
+
+        // Stream order: watermark points, counters, rejected lines.
+        let mut points = vec![(0u64, self.watermark.current())];
+        let mut seq = 0u64;
+        let mut line = pos.line;
+        for pc in &mut self.pieces {
+            pc.seq_base = seq;
+            for &t in &pc.times {
+                seq += 1;
+                if self.watermark.observe(t) {
+                    points.push((seq, self.watermark.current()));
+                }
+            }
+            self.summary.lines += pc.lines;
+            for r in &pc.rejects {
+                self.summary.rejected += 1;
+                *self
+                    .summary
+                    .rejected_by_reason
+                    .entry(r.reason.code().to_string())
+                    .or_default() += 1;
+                let record = serde_json::json!({
+                    "file": self.files[pos.file].path.display().to_string(),
+                    "line": line + r.line,
+                    "offset": pos.offset + r.off as u64,
+                    "reason": r.reason.to_string(),
+                    "code": r.reason.code(),
+                    "raw": String::from_utf8_lossy(&buf[r.off..r.off + r.len]),
+                });
+                self.rejected.line(record.to_string().as_bytes())?;
+            }
+            line += pc.phys_lines;
+        }
+        let wm_end = self.watermark.current();
+
+        let pieces = &self.pieces;
+        self.pool.install(|| {
+            self.parts
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(i, p)| p.process(i, pieces, &points, buf, wm_end));
+        });
+
+        let mut late: Vec<(u64, usize, u32)> = Vec::new();
+        for p in &mut self.parts {
+            late.append(&mut p.late);
+        }
+        late.sort_unstable_by_key(|l| l.0);
+        for (_, off, len) in late {
+            self.late.line(&buf[off..off + len as usize])?;
+        }
+        self.emit_fired()?;
+        self.check_rejected(false)?;
+        let state: usize = self.parts.iter().map(|p| p.state.heap_bytes()).sum();
+        self.summary.peak_state_bytes = self.summary.peak_state_bytes.max(state as u64);
+        Ok(())
+    }
+
+    /// Merges the partitions' fired counts, sorts them and hands them to the sink.
+    fn emit_fired(&mut self) -> Result<()> {
+        let mut merged: HashMap<(u16, i64, u64), (u64, u64, usize, u32)> = HashMap::new();
+        for (pi, p) in self.parts.iter().enumerate() {
+            for f in &p.fired {
+                let hash = p.state.keys[f.key as usize].hash;
+                let e = merged
+                    .entry((f.spec, f.window, hash))
+                    .or_insert((0, 0, pi, f.key));
+                e.0 += f.unique;
+                e.1 += f.events;
+            }
+        }
+        if merged.is_empty() {
+            return Ok(());
+        }
+        let mut rows: Vec<_> = merged.into_iter().collect();
+        let parts = &self.parts;
+        let strings = |pi: usize, key: u32| &parts[pi].state.keys[key as usize].strings;
+        rows.sort_unstable_by(|a, b| {
+            let (ka, kb) = (strings(a.1.2, a.1.3), strings(b.1.2, b.1.3));
+            (a.0.0, a.0.1).cmp(&(b.0.0, b.0.1)).then_with(|| ka.cmp(kb))
+        });
+        for ((spec, window, _), (unique, events, pi, key)) in rows {
+            let s = strings(pi, key);
+            let spec_ref = &self.config.windows.specs[spec as usize];
+            let dim = s
+                .dimension
+                .map(|d| self.config.dimensions[d as usize].name.as_str());
+            self.rows.push(
+                &s.event_type,
+                dim,
+                s.value.as_deref(),
+                &spec_ref.name,
+                spec_ref.start(window),
+                spec_ref.end(window),
+                unique,
+                events,
+            );
+            *self
+                .summary
+                .rows_per_window
+                .entry(spec_ref.name.clone())
+                .or_default() += 1;
+            self.summary.rows += 1;
+        }
+        let batch = self.rows.finish()?;
+        if let Some(tx) = &self.sink {
+            if tx.send(batch).is_err() {
+                return Err(Error::Output {
+                    path: self.out.clone(),
+                    source: std::io::Error::other("the Parquet writer stopped"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_rejected(&self, at_end: bool) -> Result<()> {
+        let s = &self.summary;
+        let exceeded = match self.max_rejected {
+            None => None,
+            Some(MaxRejected::Count(n)) if s.rejected > n => Some(format!(
+                "{} lines rejected, more than --max-rejected {n}",
+                s.rejected
+            )),
+            Some(MaxRejected::Percent(p))
+                if (at_end || s.lines >= 100_000)
+                    && s.lines > 0
+                    && 100.0 * s.rejected as f64 / s.lines as f64 > p =>
+            {
+                Some(format!(
+                    "{} of {} lines rejected ({:.3}%), more than --max-rejected {p}%",
+                    s.rejected,
+                    s.lines,
+                    100.0 * s.rejected as f64 / s.lines as f64
+                ))
+            }
+            Some(_) => None,
+        };
+        match exceeded {
+            Some(msg) => Err(Error::InputProblems(format!(
+                "{msg}; stopped. The rejected lines and their reasons are in {}",
+                self.rejected.path().display()
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn prepare_out_dir(out: &Path, overwrite: bool) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Usage(format!(
+            "--out {}: exists and is not a directory",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::output(out, e))?;
+    let mut results = Vec::new();
+    for entry in std::fs::read_dir(out).map_err(|e| Error::output(out, e))? {
+        let entry = entry.map_err(|e| Error::output(out, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("part-")
+            || name.starts_with("_summary.json")
+            || name == "late"
+            || name == "rejected"
+        {
+            results.push(entry.path());
+        }
+    }
+    if results.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        return Err(Error::Usage(format!(
+            "--out {} already holds results ({} and {} more); pass --overwrite to replace them, or choose another directory",
+            out.display(),
+            results[0].display(),
+            results.len() - 1
+        )));
+    }
+    for p in results {
+        let r = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        r.map_err(|e| Error::output(&p, e))?;
+    }
+    Ok(())
+}
+
+pub fn run(opts: &RunOptions) -> Result<Summary> {
+    let started = Instant::now();
+    let config = Config::load(&opts.config)?;
+    let paths = input::expand(&opts.inputs)?;
+    let files = input::open_all(&paths)?;
+    prepare_out_dir(&opts.out, opts.overwrite)?;
+    let threads = opts.threads.max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("abacus-{i}"))
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start {threads} threads: {e}")))?;
+
+    let total_bytes: u64 = files.iter().map(|f| f.size).sum();
+    let mut summary = Summary {
+        input_files: files.len() as u64,
+        input_bytes: total_bytes,
+        threads,
+        ..Summary::default()
+    };
+    for f in &files {
+        if f.format == input::Format::Empty {
+            summary
+                .warnings
+                .push(format!("{}: the file is empty", f.path.display()));
+        }
+    }
+
+    let progress = opts.progress.then(|| {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total_bytes),
+            indicatif::ProgressDrawTarget::stderr_with_hz(4),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+
+    // Sink thread: Parquet encoding overlaps the counting of the next batch.
+    let (sink_tx, sink_rx) = mpsc::sync_channel::<arrow_array::RecordBatch>(2);
+    let out_dir = opts.out.clone();
+    let sink_thread = std::thread::Builder::new()
+        .name("abacus-sink".into())
+        .spawn(move || -> Result<Vec<(PathBuf, usize)>> {
+            let mut w = PartWriter::new(&out_dir, 0);
+            for batch in sink_rx {
+                w.write(&batch)?;
+            }
+            w.close_current()?;
+            Ok(w.files)
+        })
+        .map_err(|e| Error::output(&opts.out, e))?;
+
+    let npieces = (threads * 2).max(2);
+    let mut engine = Engine {
+        config: &config,
+        files: &files,
+        out: opts.out.clone(),
+        pieces: (0..npieces)
+            .map(|_| Piece {
+                parser: Parser::new(&config),
+                range: (0, 0),
+                buckets: (0..threads).map(|_| Bucket::default()).collect(),
+                times: Vec::new(),
+                rejects: Vec::new(),
+                lines: 0,
+                phys_lines: 0,
+                keys: Vec::new(),
+                seq_base: 0,
+            })
+            .collect(),
+        parts: (0..threads)
+            .map(|_| Partition {
+                state: PartitionState::new(&config.windows, config.ttl, Parser::new(&config)),
+                counted: 0,
+                duplicates: 0,
+                late: Vec::new(),
+                fired: Vec::new(),
+            })
+            .collect(),
+        pool,
+        watermark: Watermark::new(&config.watermark),
+        summary,
+        rows: RowsBuilder::default(),
+        late: SideWriter::new(opts.out.join("late").join("late-00000.ndjson.zst")),
+        rejected: SideWriter::new(opts.out.join("rejected").join("rejected-00000.ndjson.zst")),
+        sink: Some(sink_tx),
+        max_rejected: opts.max_rejected,
+        progress,
+        done_bytes: 0,
+    };
+
+    let result = drive(&mut engine, opts);
+    // Always close the sink thread so a failure does not leave it waiting.
+    engine.sink = None;
+    let files_written = match sink_thread.join() {
+        Ok(r) => r,
+        Err(_) => Err(Error::Output {
+            path: opts.out.clone(),
+            source: std::io::Error::other("the Parquet writer thread panicked"),
+        }),
+    };
+    if let Some(bar) = &engine.progress {
+        bar.finish_and_clear();
+    }
+    result?;
+    let files_written = files_written?;
+    engine.late.finish()?;
+    engine.rejected.finish()?;
+
+    let mut summary = engine.summary;
+    summary.counted = engine.parts.iter().map(|p| p.counted).sum();
+    summary.duplicates = engine.parts.iter().map(|p| p.duplicates).sum();
+    summary.late = engine.late.lines;
+    summary.files = files_written.len() as u64;
+    let wm = engine.watermark.current();
+    summary.watermark = (wm != Millis::MIN).then(|| crate::timefmt::format_rfc3339(wm));
+    summary.wall_s = started.elapsed().as_secs_f64();
+    summary.events_per_s = if summary.wall_s > 0.0 {
+        summary.lines as f64 / summary.wall_s
+    } else {
+        0.0
+    };
+    if !summary.balanced() {
+        return Err(Error::Output {
+            path: opts.out.clone(),
+            source: std::io::Error::other(format!(
+                "internal error: lines ({}) ≠ counted ({}) + duplicates ({}) + late ({}) + rejected ({}); please report this",
+                summary.lines, summary.counted, summary.duplicates, summary.late, summary.rejected
+            )),
+        });
+    }
+    summary.write(&opts.out)?;
+    engine.summary = summary.clone();
+    engine.check_rejected(true)?;
+    if !summary.corrupt_inputs.is_empty() && !opts.skip_corrupt_input {
+        return Err(Error::Input {
+            path: PathBuf::from(summary.corrupt_inputs[0].clone()),
+            reason: format!(
+                "{} input file(s) did not decode to their end; everything before the failure was counted and the results were written. Pass --skip-corrupt-input to accept this",
+                summary.corrupt_inputs.len()
+            ),
+        });
+    }
+    Ok(summary)
+}
+
+fn drive(engine: &mut Engine, opts: &RunOptions) -> Result<()> {
+    let (tx, rx) = mpsc::sync_channel::<SourceMsg>(4);
+    let files = engine.files.to_vec();
+    let parallel_frames = engine.pool.current_num_threads() * 2;
+    let reader_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(engine.pool.current_num_threads())
+        .thread_name(|i| format!("abacus-decode-{i}"))
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start decoder threads: {e}")))?;
+    let reader = std::thread::Builder::new()
+        .name("abacus-reader".into())
+        .spawn(move || {
+            reader_pool.install(|| input::read_all(&files, parallel_frames, (0, 0), &tx))
+        })
+        .map_err(|e| Error::output(&opts.out, e))?;
+
+    let mut buf: Vec<u8> = Vec::new();
+    let mut pos = Position::default();
+    let mut started = false;
+    let result = (|| -> Result<()> {
+        for msg in rx.iter() {
+            match msg {
+                SourceMsg::Block(Block {
+                    file,
+                    offset,
+                    data,
+                    consumed,
+                    last,
+                }) => {
+                    if !started || file != pos.file {
+                        if started && !buf.is_empty() {
+                            let whole = std::mem::take(&mut buf);
+                            engine.batch(&whole, pos)?;
+                        }
+                        if started && file != pos.file {
+                            engine.done_bytes += engine.files[pos.file].size;
+                        }
+                        pos = Position {
+                            file,
+                            offset,
+                            line: 1,
+                        };
+                        started = true;
+                    }
+                    if buf.is_empty() {
+                        pos.offset = offset;
+                    }
+                    buf.extend_from_slice(&data);
+                    if last {
+                        let whole = std::mem::take(&mut buf);
+                        engine.batch(&whole, pos)?;
+                    } else if buf.len() >= BATCH_BYTES {
+                        if let Some(cut) = memchr::memrchr(b'\n', &buf) {
+                            let rest = buf.split_off(cut + 1);
+                            let lines = memchr::memchr_iter(b'\n', &buf).count() as u64;
+                            engine.batch(&buf, pos)?;
+                            pos.offset += buf.len() as u64;
+                            pos.line += lines;
+                            buf = rest;
+                        }
+                    }
+                    if let Some(bar) = &engine.progress {
+                        bar.set_position(engine.done_bytes + consumed);
+                        let secs = bar.elapsed().as_secs_f64().max(1e-3);
+                        let rej = if engine.summary.rejected > 0 {
+                            format!(", {} rejected", engine.summary.rejected)
+                        } else {
+                            String::new()
+                        };
+                        bar.set_message(format!(
+                            "{:.2} M lines/s{rej}",
+                            engine.summary.lines as f64 / secs / 1e6
+                        ));
+                    }
+                }
+                SourceMsg::Corrupt {
+                    file,
+                    offset,
+                    reason,
+                } => {
+                    if file == pos.file && !buf.is_empty() {
+                        let whole = std::mem::take(&mut buf);
+                        engine.batch(&whole, pos)?;
+                    }
+                    let msg = format!(
+                        "{}: at byte {offset}: {reason}",
+                        engine.files[file].path.display()
+                    );
+                    if let Some(bar) = &engine.progress {
+                        bar.println(format!("warning: {msg}"));
+                    }
+                    engine.summary.corrupt_inputs.push(msg);
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let whole = std::mem::take(&mut buf);
+            engine.batch(&whole, pos)?;
+        }
+        // End of input: every window still open fires.
+        for p in &mut engine.parts {
+            p.fired.clear();
+            p.state.fire(None, &mut p.fired);
+        }
+        engine.emit_fired()
+    })();
+    drop(rx);
+    let read = reader.join().map_err(|_| Error::Output {
+        path: opts.out.clone(),
+        source: std::io::Error::other("the reader thread panicked"),
+    })?;
+    result?;
+    read
+}

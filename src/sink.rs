@@ -1,1 +1,268 @@
-//! wip
+//! The sink stage: result rows as Arrow batches into Parquet part files, and the two side outputs
+//! (late events and rejected lines) as zstd NDJSON. Every file is written under a `.tmp` name and
+//! renamed when complete, so a reader never sees a half-written file.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Error, Result};
+
+/// Rows per Parquet part file (a file closes at the first batch boundary past this).
+pub const ROWS_PER_FILE: usize = 1 << 20;
+
+pub fn schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("dimension", DataType::Utf8, true),
+        Field::new("value", DataType::Utf8, true),
+        Field::new("window", DataType::Utf8, false),
+        Field::new("window_start", ts.clone(), false),
+        Field::new("window_end", ts, false),
+        Field::new("unique_users", DataType::UInt64, false),
+        Field::new("events", DataType::UInt64, false),
+    ]))
+}
+
+/// Accumulates result rows column by column.
+pub struct RowsBuilder {
+    event_type: StringBuilder,
+    dimension: StringBuilder,
+    value: StringBuilder,
+    window: StringBuilder,
+    start: TimestampMillisecondBuilder,
+    end: TimestampMillisecondBuilder,
+    unique: UInt64Builder,
+    events: UInt64Builder,
+    rows: usize,
+}
+
+impl Default for RowsBuilder {
+    fn default() -> Self {
+        RowsBuilder {
+            event_type: StringBuilder::new(),
+            dimension: StringBuilder::new(),
+            value: StringBuilder::new(),
+            window: StringBuilder::new(),
+            start: TimestampMillisecondBuilder::new(),
+            end: TimestampMillisecondBuilder::new(),
+            unique: UInt64Builder::new(),
+            events: UInt64Builder::new(),
+            rows: 0,
+        }
+    }
+}
+
+impl RowsBuilder {
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        event_type: &str,
+        dimension: Option<&str>,
+        value: Option<&str>,
+        window: &str,
+        start: i64,
+        end: i64,
+        unique: u64,
+        events: u64,
+    ) {
+        self.event_type.append_value(event_type);
+        self.dimension.append_option(dimension);
+        self.value.append_option(value);
+        self.window.append_value(window);
+        self.start.append_value(start);
+        self.end.append_value(end);
+        self.unique.append_value(unique);
+        self.events.append_value(events);
+        self.rows += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        self.rows = 0;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_type.finish()),
+            Arc::new(self.dimension.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.window.finish()),
+            Arc::new(self.start.finish().with_timezone("UTC")),
+            Arc::new(self.end.finish().with_timezone("UTC")),
+            Arc::new(self.unique.finish()),
+            Arc::new(self.events.finish()),
+        ];
+        RecordBatch::try_new(schema(), columns).map_err(|e| Error::Parquet {
+            path: PathBuf::from("<batch>"),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Makes `path` durable: fsync the file, rename it into place, fsync the directory.
+pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
+    File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::output(tmp, e))?;
+    std::fs::rename(tmp, path).map_err(|e| Error::output(path, e))?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// Writes result batches into `part-NNNNN.parquet` files of about [`ROWS_PER_FILE`] rows.
+pub struct PartWriter {
+    dir: PathBuf,
+    next_index: usize,
+    current: Option<(ArrowWriter<File>, PathBuf, usize)>,
+    pub files: Vec<(PathBuf, usize)>,
+    props: WriterProperties,
+}
+
+impl PartWriter {
+    pub fn new(dir: &Path, first_index: usize) -> PartWriter {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+            .set_max_row_group_size(ROWS_PER_FILE)
+            .build();
+        PartWriter {
+            dir: dir.to_path_buf(),
+            next_index: first_index,
+            current: None,
+            files: Vec::new(),
+            props,
+        }
+    }
+
+    pub fn part_path(dir: &Path, index: usize) -> PathBuf {
+        dir.join(format!("part-{index:05}.parquet"))
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.current.is_none() {
+            let path = Self::part_path(&self.dir, self.next_index);
+            self.next_index += 1;
+            let tmp = tmp_path(&path);
+            let file = File::create(&tmp).map_err(|e| Error::output(&tmp, e))?;
+            let writer =
+                ArrowWriter::try_new(file, schema(), Some(self.props.clone())).map_err(|e| {
+                    Error::Parquet {
+                        path: tmp.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            self.current = Some((writer, path, 0));
+        }
+        if let Some((writer, path, rows)) = self.current.as_mut() {
+            writer.write(batch).map_err(|e| Error::Parquet {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            *rows += batch.num_rows();
+            if *rows >= ROWS_PER_FILE {
+                self.close_current()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes and commits the open file, if any.
+    pub fn close_current(&mut self) -> Result<()> {
+        if let Some((writer, path, rows)) = self.current.take() {
+            writer.close().map_err(|e| Error::Parquet {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            commit(&tmp_path(&path), &path)?;
+            self.files.push((path, rows));
+        }
+        Ok(())
+    }
+
+    pub fn next_index(&self) -> usize {
+        self.next_index
+    }
+}
+
+/// A zstd-compressed NDJSON side output (`late/`, `rejected/`), created on first use.
+pub struct SideWriter {
+    path: PathBuf,
+    encoder: Option<zstd::stream::write::Encoder<'static, BufWriter<File>>>,
+    pub lines: u64,
+}
+
+impl SideWriter {
+    pub fn new(path: PathBuf) -> SideWriter {
+        SideWriter {
+            path,
+            encoder: None,
+            lines: 0,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line; `\n` is added.
+    pub fn line(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.encoder.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
+            }
+            let tmp = tmp_path(&self.path);
+            let file = File::create(&tmp).map_err(|e| Error::output(&tmp, e))?;
+            let enc = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, file), 3)
+                .map_err(|e| Error::output(&tmp, e))?;
+            self.encoder = Some(enc);
+        }
+        if let Some(enc) = self.encoder.as_mut() {
+            enc.write_all(bytes)
+                .and_then(|_| enc.write_all(b"\n"))
+                .map_err(|e| Error::output(&self.path, e))?;
+        }
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Finishes the zstd stream and commits the file. Returns the path if anything was written.
+    pub fn finish(&mut self) -> Result<Option<PathBuf>> {
+        match self.encoder.take() {
+            None => Ok(None),
+            Some(enc) => {
+                let tmp = tmp_path(&self.path);
+                let mut w = enc.finish().map_err(|e| Error::output(&tmp, e))?;
+                w.flush().map_err(|e| Error::output(&tmp, e))?;
+                drop(w);
+                commit(&tmp, &self.path)?;
+                Ok(Some(self.path.clone()))
+            }
+        }
+    }
+}

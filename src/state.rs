@@ -96,7 +96,10 @@ impl PartitionState {
         for (i, s) in windows.specs.iter().enumerate() {
             match groups.iter_mut().find(|g| g.width == s.slide) {
                 Some(g) => g.specs.push(i),
-                None => groups.push(Group { width: s.slide, specs: vec![i] }),
+                None => groups.push(Group {
+                    width: s.slide,
+                    specs: vec![i],
+                }),
             }
         }
         PartitionState {
@@ -149,7 +152,11 @@ impl PartitionState {
             wanted,
             // Unreachable in practice: the hashes came from the same parser. Kept so a bug shows as a
             // visible `<unknown key>` row rather than a panic.
-            KeyStrings { event_type: "<unknown key>".into(), dimension: None, value: None },
+            KeyStrings {
+                event_type: "<unknown key>".into(),
+                dimension: None,
+                value: None,
+            },
         ))) {
             if self.key_ids.contains_key(&h) {
                 if h == wanted {
@@ -158,7 +165,12 @@ impl PartitionState {
                 continue;
             }
             let id = self.keys.len() as u32;
-            self.keys.push(KeyEntry { hash: h, strings, cells: vec![Vec::new(); nspecs], carry: vec![0; nspecs] });
+            self.keys.push(KeyEntry {
+                hash: h,
+                strings,
+                cells: vec![Vec::new(); nspecs],
+                carry: vec![0; nspecs],
+            });
             self.key_ids.insert(h, id);
             if h == wanted {
                 found = Some(id);
@@ -181,7 +193,8 @@ impl PartitionState {
                     }
                     None => {
                         let s = (self.slab.len() / ngroups) as u32;
-                        self.slab.extend(std::iter::repeat_n(PaneSet::default(), ngroups));
+                        self.slab
+                            .extend(std::iter::repeat_n(PaneSet::default(), ngroups));
                         s
                     }
                 };
@@ -192,7 +205,12 @@ impl PartitionState {
         let entry = &mut self.keys[key as usize];
         for (g, group) in self.groups.iter().enumerate() {
             let p = t.div_euclid(group.width);
-            let dead_below = group.specs.iter().map(|&s| self.horizon[s]).min().unwrap_or(i64::MIN);
+            let dead_below = group
+                .specs
+                .iter()
+                .map(|&s| self.horizon[s])
+                .min()
+                .unwrap_or(i64::MIN);
             let set = &mut self.slab[slot as usize * ngroups + g];
             let neighbours = insert_pane(set, &mut self.spill, (slot, g as u8), p, dead_below);
             for &s in &group.specs {
@@ -238,7 +256,16 @@ impl PartitionState {
                 if cells.first().is_none_or(|c| c.idx >= h) {
                     continue;
                 }
-                emit(cells, &mut entry.carry[s], n, fired, h, key as u32, s as u16, out);
+                emit(
+                    cells,
+                    &mut entry.carry[s],
+                    n,
+                    fired,
+                    h,
+                    key as u32,
+                    s as u16,
+                    out,
+                );
             }
         }
         if advanced {
@@ -248,8 +275,17 @@ impl PartitionState {
 
     fn prune_seen(&mut self) {
         let ngroups = self.groups.len();
-        let dead_below: Vec<i64> =
-            self.groups.iter().map(|g| g.specs.iter().map(|&s| self.horizon[s]).min().unwrap_or(i64::MIN)).collect();
+        let dead_below: Vec<i64> = self
+            .groups
+            .iter()
+            .map(|g| {
+                g.specs
+                    .iter()
+                    .map(|&s| self.horizon[s])
+                    .min()
+                    .unwrap_or(i64::MIN)
+            })
+            .collect();
         let (slab, free, spill) = (&self.slab, &mut self.free, &mut self.spill);
         let mut spilled_gone = Vec::new();
         self.seen.retain(|_, slot| {
@@ -278,13 +314,21 @@ impl PartitionState {
 
     /// Approximate heap bytes held by this partition's state.
     pub fn heap_bytes(&self) -> usize {
-        let cells: usize = self.keys.iter().map(|k| k.cells.iter().map(|c| c.capacity()).sum::<usize>()).sum();
+        let cells: usize = self
+            .keys
+            .iter()
+            .map(|k| k.cells.iter().map(|c| c.capacity()).sum::<usize>())
+            .sum();
         self.seen.capacity() * (std::mem::size_of::<((u32, u64), u32)>() + 1)
             + self.slab.capacity() * std::mem::size_of::<PaneSet>()
             + self.key_ids.capacity() * 13
             + self.keys.capacity() * std::mem::size_of::<KeyEntry>()
             + cells * std::mem::size_of::<Cell>()
-            + self.spill.values().map(|s| s.len() * 16 + 64).sum::<usize>()
+            + self
+                .spill
+                .values()
+                .map(|s| s.len() * 16 + 64)
+                .sum::<usize>()
             + self.dedup.heap_bytes()
     }
 
@@ -302,7 +346,13 @@ fn cell(cells: &mut Vec<Cell>, idx: i64) -> &mut Cell {
         _ => cells.partition_point(|c| c.idx < idx),
     };
     if pos == cells.len() || cells[pos].idx != idx {
-        cells.insert(pos, Cell { idx, ..Cell::default() });
+        cells.insert(
+            pos,
+            Cell {
+                idx,
+                ..Cell::default()
+            },
+        );
     }
     &mut cells[pos]
 }
@@ -319,13 +369,27 @@ fn insert_pane(
     dead_below: i64,
 ) -> Option<(Option<i64>, Option<i64>)> {
     if set.mask == 0 {
-        *set = PaneSet { hi: p, mask: 1, spilled: set.spilled };
-        let pred = if set.spilled { spill.get(&spill_key).and_then(|s| s.range(..p).next_back().copied()) } else { None };
+        *set = PaneSet {
+            hi: p,
+            mask: 1,
+            spilled: set.spilled,
+        };
+        let pred = if set.spilled {
+            spill
+                .get(&spill_key)
+                .and_then(|s| s.range(..p).next_back().copied())
+        } else {
+            None
+        };
         return Some((pred, None));
     }
     if p > set.hi {
         let shift = p - set.hi;
-        let leaving = if shift >= 64 { set.mask } else { set.mask & !(u64::MAX >> shift) };
+        let leaving = if shift >= 64 {
+            set.mask
+        } else {
+            set.mask & !(u64::MAX >> shift)
+        };
         let mut bits = leaving;
         while bits != 0 {
             let i = bits.trailing_zeros() as i64;
@@ -343,7 +407,9 @@ fn insert_pane(
         let pred = if above != 0 {
             Some(p - above.trailing_zeros() as i64)
         } else if set.spilled {
-            spill.get(&spill_key).and_then(|s| s.range(..p).next_back().copied())
+            spill
+                .get(&spill_key)
+                .and_then(|s| s.range(..p).next_back().copied())
         } else {
             None
         };
@@ -360,12 +426,18 @@ fn insert_pane(
         let pred = if older != 0 {
             Some(p - 1 - older.trailing_zeros() as i64)
         } else if set.spilled {
-            spill.get(&spill_key).and_then(|s| s.range(..p).next_back().copied())
+            spill
+                .get(&spill_key)
+                .and_then(|s| s.range(..p).next_back().copied())
         } else {
             None
         };
         let newer = set.mask & (bit - 1);
-        let succ = if newer != 0 { Some(set.hi - (63 - newer.leading_zeros() as i64)) } else { None };
+        let succ = if newer != 0 {
+            Some(set.hi - (63 - newer.leading_zeros() as i64))
+        } else {
+            None
+        };
         return Some((pred, succ));
     }
     // Far behind the newest pane: the exact overflow set.
@@ -375,14 +447,27 @@ fn insert_pane(
     }
     set.spilled = true;
     let pred = panes.range(..p).next_back().copied();
-    let succ = panes.range(p + 1..).next().copied().or(Some(set.hi - (63 - set.mask.leading_zeros() as i64)));
+    let succ = panes
+        .range(p + 1..)
+        .next()
+        .copied()
+        .or(Some(set.hi - (63 - set.mask.leading_zeros() as i64)));
     Some((pred, succ))
 }
 
 /// Emits every window `fired ≤ k < h` of one key and spec that holds events (windows below `fired`
 /// were emitted before), then drops the cells below `h`.
 #[allow(clippy::too_many_arguments)]
-fn emit(cells: &mut Vec<Cell>, carry: &mut i64, n: i64, fired: i64, h: i64, key: u32, spec: u16, out: &mut Vec<Fired>) {
+fn emit(
+    cells: &mut Vec<Cell>,
+    carry: &mut i64,
+    n: i64,
+    fired: i64,
+    h: i64,
+    key: u32,
+    spec: u16,
+    out: &mut Vec<Fired>,
+) {
     let mut run = *carry; // Σ (add − sub) of cells with idx < k
     let mut ri = 0; // next cell not yet folded into `run`
     let (mut a, mut b, mut sum) = (0usize, 0usize, 0u64); // cells with idx in [k, k+n−1], their events
@@ -400,7 +485,12 @@ fn emit(cells: &mut Vec<Cell>, carry: &mut i64, n: i64, fired: i64, h: i64, key:
                 run += cells[ri].add as i64 - cells[ri].sub as i64;
                 ri += 1;
             }
-            let unique = run + if ri < cells.len() && cells[ri].idx == k { cells[ri].add as i64 } else { 0 };
+            let unique = run
+                + if ri < cells.len() && cells[ri].idx == k {
+                    cells[ri].add as i64
+                } else {
+                    0
+                };
             while b < cells.len() && cells[b].idx <= k + n - 1 {
                 sum += cells[b].events;
                 b += 1;
@@ -409,7 +499,13 @@ fn emit(cells: &mut Vec<Cell>, carry: &mut i64, n: i64, fired: i64, h: i64, key:
                 sum -= cells[a].events;
                 a += 1;
             }
-            out.push(Fired { key, spec, window: k, unique: unique.max(0) as u64, events: sum });
+            out.push(Fired {
+                key,
+                spec,
+                window: k,
+                unique: unique.max(0) as u64,
+                events: sum,
+            });
             k += 1;
         }
         next_k = next_k.max(to + 1);
@@ -466,7 +562,11 @@ mod tests {
             cell(&mut cells, p).events += 1;
             if fire_every > 0 && i % fire_every == 0 {
                 // fire only windows that no later event can touch
-                let min_later = events[i + 1..].iter().map(|e| e.1).min().unwrap_or(i64::MAX);
+                let min_later = events[i + 1..]
+                    .iter()
+                    .map(|e| e.1)
+                    .min()
+                    .unwrap_or(i64::MAX);
                 let h = min_later.saturating_sub(n - 1);
                 if h > fired {
                     emit(&mut cells, &mut carry, n, fired, h, 0, 0, &mut out);
@@ -477,7 +577,11 @@ mod tests {
         emit(&mut cells, &mut carry, n, fired, i64::MAX, 0, 0, &mut out);
         let mut m = BTreeMap::new();
         for f in out {
-            assert!(m.insert(f.window, (f.unique, f.events)).is_none(), "window {} emitted twice", f.window);
+            assert!(
+                m.insert(f.window, (f.unique, f.events)).is_none(),
+                "window {} emitted twice",
+                f.window
+            );
         }
         m
     }

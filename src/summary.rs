@@ -1,1 +1,113 @@
-//! wip
+//! The run summary: the four buckets every line lands in, what was written, and how fast. It is
+//! written to `OUT/_summary.json` and printed as a short table.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    /// Non-empty input lines read.
+    pub lines: u64,
+    pub counted: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub rejected: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Result rows written, in `files` Parquet files.
+    pub rows: u64,
+    pub files: u64,
+    pub rows_per_window: BTreeMap<String, u64>,
+    pub input_files: u64,
+    pub input_bytes: u64,
+    pub threads: usize,
+    /// The final watermark (RFC 3339), if it ever moved.
+    pub watermark: Option<String>,
+    pub wall_s: f64,
+    pub events_per_s: f64,
+    pub peak_state_bytes: u64,
+    /// Input files that did not decode to their end: `path: reason`.
+    pub corrupt_inputs: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Summary {
+    /// `lines = counted + duplicates + late + rejected`: checked at the end of every run.
+    pub fn balanced(&self) -> bool {
+        self.lines == self.counted + self.duplicates + self.late + self.rejected
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("_summary.json");
+        let tmp = dir.join("_summary.json.tmp");
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::output(&path, std::io::Error::other(e)))?;
+        std::fs::write(&tmp, text + "\n").map_err(|e| Error::output(&tmp, e))?;
+        crate::sink::commit(&tmp, &path)
+    }
+
+    /// The table printed at the end of a run.
+    pub fn table(&self, out: &Path) -> String {
+        let pct = |n: u64| {
+            if self.lines == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / self.lines as f64
+            }
+        };
+        let mut s = String::new();
+        s += &format!("  lines read      {:>14}\n", self.lines);
+        s += &format!(
+            "  counted         {:>14}  {:>6.2}%\n",
+            self.counted,
+            pct(self.counted)
+        );
+        s += &format!(
+            "  duplicates      {:>14}  {:>6.2}%\n",
+            self.duplicates,
+            pct(self.duplicates)
+        );
+        s += &format!(
+            "  late            {:>14}  {:>6.2}%{}\n",
+            self.late,
+            pct(self.late),
+            if self.late > 0 { "  → late/" } else { "" }
+        );
+        s += &format!(
+            "  rejected        {:>14}  {:>6.2}%{}\n",
+            self.rejected,
+            pct(self.rejected),
+            if self.rejected > 0 {
+                "  → rejected/"
+            } else {
+                ""
+            }
+        );
+        for (reason, n) in &self.rejected_by_reason {
+            s += &format!("    {reason:<22}{n:>10}\n");
+        }
+        s += &format!(
+            "  rows written    {:>14}  in {} file(s) under {}\n",
+            self.rows,
+            self.files,
+            out.display()
+        );
+        for (w, n) in &self.rows_per_window {
+            s += &format!("    {w:<22}{n:>10}\n");
+        }
+        s += &format!(
+            "  time            {:>13.2}s  {:.0} events/s on {} thread(s), peak state {:.1} MiB\n",
+            self.wall_s,
+            self.events_per_s,
+            self.threads,
+            self.peak_state_bytes as f64 / (1024.0 * 1024.0)
+        );
+        for w in self.warnings.iter().chain(&self.corrupt_inputs) {
+            s += &format!("  warning: {w}\n");
+        }
+        s
+    }
+}

@@ -68,7 +68,13 @@ pub fn parse_rfc3339(s: &[u8]) -> Option<Millis> {
     let h = digits(&s[11..13])?;
     let mi = digits(&s[14..16])?;
     let sec = digits(&s[17..19])?;
-    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60 {
+    if !(1..=12).contains(&mo)
+        || d == 0
+        || d > days_in_month(y, mo)
+        || h > 23
+        || mi > 59
+        || sec > 60
+    {
         return None;
     }
     let mut i = 19;
@@ -114,13 +120,20 @@ pub fn format_rfc3339(ms: Millis) -> String {
     let days = ms.div_euclid(MS_PER_DAY);
     let rem = ms.rem_euclid(MS_PER_DAY);
     let (y, m, d) = civil_from_days(days);
-    let (h, mi, s, f) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    let (h, mi, s, f) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{f:03}Z")
 }
 
 /// Parses a duration such as `90s`, `1h`, `24h`, `1d` or `1h 30m` into milliseconds.
 pub fn parse_duration(s: &str) -> Result<Millis, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"90s\", \"1h\", \"1d\""))?;
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("`{s}` is not a duration ({e}); write e.g. \"90s\", \"1h\", \"1d\"")
+    })?;
     i64::try_from(d.as_millis()).map_err(|_| format!("`{s}` is too long a duration"))
 }
 
@@ -128,7 +141,11 @@ pub fn parse_duration(s: &str) -> Result<Millis, String> {
 /// `None` when it does not fit (NaN, infinities, beyond ±2^62 ms).
 pub fn float_to_ms(x: f64, scale: f64) -> Option<Millis> {
     let v = (x * scale).floor();
-    if v.is_finite() && v.abs() < 4.6e18 { Some(v as i64) } else { None }
+    if v.is_finite() && v.abs() < 4.6e18 {
+        Some(v as i64)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -137,7 +154,18 @@ mod tests {
 
     #[test]
     fn civil_round_trip() {
-        for days in [-800_000i64, -1, 0, 1, 59, 60, 365, 10_957, 19_723, 2_932_896] {
+        for days in [
+            -800_000i64,
+            -1,
+            0,
+            1,
+            59,
+            60,
+            365,
+            10_957,
+            19_723,
+            2_932_896,
+        ] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
@@ -148,12 +176,30 @@ mod tests {
     #[test]
     fn rfc3339_values() {
         assert_eq!(parse_rfc3339(b"1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339(b"2024-01-01T00:00:00Z"), Some(1_704_067_200_000));
-        assert_eq!(parse_rfc3339(b"2024-01-01T00:00:00.5Z"), Some(1_704_067_200_500));
-        assert_eq!(parse_rfc3339(b"2024-01-01T00:00:00.123456789Z"), Some(1_704_067_200_123));
-        assert_eq!(parse_rfc3339(b"2024-01-01T02:00:00+02:00"), Some(1_704_067_200_000));
-        assert_eq!(parse_rfc3339(b"2023-12-31T19:00:00-05:00"), Some(1_704_067_200_000));
-        assert_eq!(parse_rfc3339(b"2024-02-29 12:00:00z"), Some(1_709_208_000_000));
+        assert_eq!(
+            parse_rfc3339(b"2024-01-01T00:00:00Z"),
+            Some(1_704_067_200_000)
+        );
+        assert_eq!(
+            parse_rfc3339(b"2024-01-01T00:00:00.5Z"),
+            Some(1_704_067_200_500)
+        );
+        assert_eq!(
+            parse_rfc3339(b"2024-01-01T00:00:00.123456789Z"),
+            Some(1_704_067_200_123)
+        );
+        assert_eq!(
+            parse_rfc3339(b"2024-01-01T02:00:00+02:00"),
+            Some(1_704_067_200_000)
+        );
+        assert_eq!(
+            parse_rfc3339(b"2023-12-31T19:00:00-05:00"),
+            Some(1_704_067_200_000)
+        );
+        assert_eq!(
+            parse_rfc3339(b"2024-02-29 12:00:00z"),
+            Some(1_709_208_000_000)
+        );
         for bad in [
             &b"2024-02-30T00:00:00Z"[..],
             b"2023-02-29T00:00:00Z",

@@ -114,7 +114,11 @@ impl Watermark {
         self.max_seen = max_seen;
         self.ring = sample;
         self.ring.truncate(self.capacity);
-        self.next = if self.ring.len() == self.capacity { 0 } else { self.ring.len() };
+        self.next = if self.ring.len() == self.capacity {
+            0
+        } else {
+            self.ring.len()
+        };
         if self.capacity > 0 && self.next == self.capacity {
             self.next = 0;
         }
@@ -126,7 +130,12 @@ mod tests {
     use super::*;
 
     fn cfg(strategy: Strategy, sample: usize, interval: u64, ooo: Millis) -> WatermarkConfig {
-        WatermarkConfig { strategy, sample, interval, max_out_of_orderness: ooo }
+        WatermarkConfig {
+            strategy,
+            sample,
+            interval,
+            max_out_of_orderness: ooo,
+        }
     }
 
     #[test]

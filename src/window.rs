@@ -46,7 +46,9 @@ impl WindowSpec {
     /// The first window index that has *not* fired under watermark `wm`: window `k` fires once
     /// `wm ≥ end(k) + lateness`. `None` lateness means unbounded: nothing fires before the end.
     pub fn horizon(&self, wm: Millis, lateness: Option<Millis>) -> i64 {
-        let Some(lateness) = lateness else { return i64::MIN };
+        let Some(lateness) = lateness else {
+            return i64::MIN;
+        };
         if wm == i64::MIN {
             return i64::MIN;
         }
@@ -69,7 +71,11 @@ impl Windows {
     /// `E(t)`: the earliest end among all windows containing `t`.
     #[inline]
     pub fn earliest_end(&self, t: Millis) -> Millis {
-        self.specs.iter().map(|s| s.first_end(t)).min().unwrap_or(Millis::MAX)
+        self.specs
+            .iter()
+            .map(|s| s.first_end(t))
+            .min()
+            .unwrap_or(Millis::MAX)
     }
 
     /// An event at `t` is late under `wm` when a window containing it has fired.
@@ -77,7 +83,9 @@ impl Windows {
     pub fn is_late(&self, t: Millis, wm: Millis) -> bool {
         match self.lateness {
             None => false,
-            Some(l) => wm != i64::MIN && (wm as i128) >= (self.earliest_end(t) as i128) + (l as i128),
+            Some(l) => {
+                wm != i64::MIN && (wm as i128) >= (self.earliest_end(t) as i128) + (l as i128)
+            }
         }
     }
 }
@@ -89,7 +97,11 @@ mod tests {
     const H: i64 = 3_600_000;
 
     fn spec(size: i64, slide: i64) -> WindowSpec {
-        WindowSpec { name: "w".into(), size, slide }
+        WindowSpec {
+            name: "w".into(),
+            size,
+            slide,
+        }
     }
 
     #[test]
@@ -127,14 +139,20 @@ mod tests {
 
     #[test]
     fn lateness_boundary() {
-        let w = Windows { specs: vec![spec(H, H), spec(24 * H, H)], lateness: Some(6 * H) };
+        let w = Windows {
+            specs: vec![spec(H, H), spec(24 * H, H)],
+            lateness: Some(6 * H),
+        };
         let t = 10 * H + 5;
         // earliest end is the hourly window's end, 11h
         assert_eq!(w.earliest_end(t), 11 * H);
         assert!(!w.is_late(t, 17 * H - 1));
         assert!(w.is_late(t, 17 * H));
         assert!(!w.is_late(t, i64::MIN));
-        let unbounded = Windows { lateness: None, ..w };
+        let unbounded = Windows {
+            lateness: None,
+            ..w
+        };
         assert!(!unbounded.is_late(t, i64::MAX));
     }
 }
