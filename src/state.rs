@@ -252,12 +252,8 @@ impl PartitionState {
             advanced = true;
             let n = spec.panes();
             for (key, entry) in self.keys.iter_mut().enumerate() {
-                let cells = &mut entry.cells[s];
-                if cells.first().is_none_or(|c| c.idx >= h) {
-                    continue;
-                }
                 emit(
-                    cells,
+                    &mut entry.cells[s],
                     &mut entry.carry[s],
                     n,
                     fired,
@@ -468,6 +464,11 @@ fn emit(
     spec: u16,
     out: &mut Vec<Fired>,
 ) {
+    // Window k holds panes k ..= k+n−1, so a cell at `idx` matters to windows below `h` when
+    // idx − (n − 1) < h — even if idx ≥ h itself (it arrived before those windows fired).
+    if cells.first().is_none_or(|c| c.idx - (n - 1) >= h) {
+        return;
+    }
     let mut run = *carry; // Σ (add − sub) of cells with idx < k
     let mut ri = 0; // next cell not yet folded into `run`
     let (mut a, mut b, mut sum) = (0usize, 0usize, 0u64); // cells with idx in [k, k+n−1], their events

@@ -1,0 +1,572 @@
+//! A deliberately naive reference implementation of docs/SEMANTICS.md.
+//!
+//! No cleverness on purpose: lines are split by hand, JSON is parsed with serde_json into a `Value`,
+//! RFC 3339 dates are turned into days by counting whole years and months from 1970, the median is
+//! taken by sorting a copy of the whole sample every time, every window an event belongs to is found
+//! by trying every candidate window index, lateness is decided by checking every containing window,
+//! and counts live in a `BTreeMap` of `HashSet`s of user strings.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFormat {
+    UnixS,
+    UnixMs,
+    Rfc3339,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Median,
+    Max,
+}
+
+#[derive(Debug, Clone)]
+pub enum DimKind {
+    Raw,
+    EmailDomain,
+    /// CSV file name (relative to the config) and its table.
+    Lookup(String, BTreeMap<String, String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct DimCfg {
+    pub name: String,
+    pub field: String,
+    pub kind: DimKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct WinCfg {
+    pub name: String,
+    pub size: String,
+    pub slide: Option<String>,
+}
+
+/// A run configuration, rendered to TOML for the binary and read directly by the reference.
+/// Durations are kept as the text written to the TOML and parsed by [`dur`].
+#[derive(Debug, Clone)]
+pub struct Cfg {
+    pub user: String,
+    pub time: String,
+    pub time_format: TimeFormat,
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub ttl: String,
+    pub strategy: Strategy,
+    pub sample: usize,
+    pub interval: usize,
+    pub max_out_of_orderness: String,
+    /// A duration or `"unbounded"`.
+    pub allowed_lateness: String,
+    pub max_line_bytes: usize,
+    pub dims: Vec<DimCfg>,
+    pub windows: Vec<WinCfg>,
+}
+
+const DEFAULT_TIME_MIN: i64 = 0; // 1970-01-01T00:00:00Z
+const DEFAULT_TIME_MAX: i64 = 4_102_444_800_000; // 2100-01-01T00:00:00Z
+
+/// `"15m"`, `"1h"`, `"1d"`, `"0s"`, `"250ms"`: one number and one unit, nothing else.
+pub fn dur(s: &str) -> i64 {
+    let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let unit = &s[digits.len()..];
+    let n: i64 = digits.parse().unwrap_or_else(|_| panic!("bad duration {s}"));
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60 * 1000,
+        "h" => 60 * 60 * 1000,
+        "d" => 24 * 60 * 60 * 1000,
+        _ => panic!("bad duration unit in {s}"),
+    };
+    n * unit_ms
+}
+
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap() // a JSON string of plain ASCII is a valid TOML basic string
+}
+
+impl Cfg {
+    pub fn toml(&self) -> String {
+        let mut t = String::new();
+        t += "[fields]\n";
+        writeln!(t, "user = {}", toml_str(&self.user)).unwrap();
+        writeln!(t, "time = {}", toml_str(&self.time)).unwrap();
+        let tf = match self.time_format {
+            TimeFormat::UnixS => "unix_s",
+            TimeFormat::UnixMs => "unix_ms",
+            TimeFormat::Rfc3339 => "rfc3339",
+            TimeFormat::Auto => "auto",
+        };
+        writeln!(t, "time_format = {}", toml_str(tf)).unwrap();
+        writeln!(t, "event_type = {}", toml_str(&self.event_type)).unwrap();
+        if let Some(id) = &self.event_id {
+            writeln!(t, "event_id = {}", toml_str(id)).unwrap();
+        }
+        t += "\n[dedup]\n";
+        writeln!(t, "ttl = {}", toml_str(&self.ttl)).unwrap();
+        t += "\n[watermark]\n";
+        let st = match self.strategy {
+            Strategy::Median => "median",
+            Strategy::Max => "max",
+        };
+        writeln!(t, "strategy = {}", toml_str(st)).unwrap();
+        writeln!(t, "sample = {}", self.sample).unwrap();
+        writeln!(t, "interval = {}", self.interval).unwrap();
+        writeln!(t, "max_out_of_orderness = {}", toml_str(&self.max_out_of_orderness)).unwrap();
+        writeln!(t, "allowed_lateness = {}", toml_str(&self.allowed_lateness)).unwrap();
+        t += "\n[limits]\n";
+        writeln!(t, "max_line_bytes = {}", self.max_line_bytes).unwrap();
+        for d in &self.dims {
+            t += "\n[[dimensions]]\n";
+            writeln!(t, "name = {}", toml_str(&d.name)).unwrap();
+            writeln!(t, "field = {}", toml_str(&d.field)).unwrap();
+            match &d.kind {
+                DimKind::Raw => {}
+                DimKind::EmailDomain => t += "extract = \"email_domain\"\n",
+                DimKind::Lookup(file, _) => writeln!(t, "lookup = {}", toml_str(file)).unwrap(),
+            }
+        }
+        for w in &self.windows {
+            t += "\n[[windows]]\n";
+            writeln!(t, "name = {}", toml_str(&w.name)).unwrap();
+            writeln!(t, "size = {}", toml_str(&w.size)).unwrap();
+            if let Some(s) = &w.slide {
+                writeln!(t, "slide = {}", toml_str(s)).unwrap();
+            }
+        }
+        t
+    }
+
+    /// Writes `config.toml` and every lookup CSV into `dir`; returns the config's path.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        for d in &self.dims {
+            if let DimKind::Lookup(file, table) = &d.kind {
+                let mut csv = String::from("key,value\n");
+                for (k, v) in table {
+                    writeln!(csv, "{k},{v}").unwrap();
+                }
+                std::fs::write(dir.join(file), csv).unwrap();
+            }
+        }
+        let p = dir.join("config.toml");
+        std::fs::write(&p, self.toml()).unwrap();
+        p
+    }
+
+    fn lateness_ms(&self) -> Option<i64> {
+        if self.allowed_lateness == "unbounded" { None } else { Some(dur(&self.allowed_lateness)) }
+    }
+}
+
+/// The lines of the input: every file split at `\n` separately (a file's last line needs no `\n`),
+/// a trailing `\r` stripped, empty and all-ASCII-whitespace lines dropped.
+pub fn split_lines(files: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    for f in files {
+        let mut cur: Vec<u8> = Vec::new();
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        for &b in f {
+            if b == b'\n' {
+                pieces.push(std::mem::take(&mut cur));
+            } else {
+                cur.push(b);
+            }
+        }
+        if !cur.is_empty() {
+            pieces.push(cur);
+        }
+        for mut p in pieces {
+            if p.last() == Some(&b'\r') {
+                p.pop();
+            }
+            if p.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            lines.push(p);
+        }
+    }
+    lines
+}
+
+/// A parsed, accepted event.
+#[derive(Debug, Clone)]
+pub struct Ev {
+    pub user: String,
+    pub t: i64,
+    pub event_type: String,
+    pub id: Option<String>,
+    /// (dimension name, value) for every present dimension.
+    pub dims: Vec<(String, String)>,
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn month_days(y: i64, m: i64) -> i64 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 => {
+            if is_leap(y) {
+                29
+            } else {
+                28
+            }
+        }
+        _ => panic!("month {m}"),
+    }
+}
+
+/// Days from 1970-01-01 to y-m-d, by counting whole years and months one by one.
+pub fn days_since_epoch(y: i64, m: i64, d: i64) -> i64 {
+    let mut days = 0;
+    if y >= 1970 {
+        for yy in 1970..y {
+            days += if is_leap(yy) { 366 } else { 365 };
+        }
+    } else {
+        for yy in y..1970 {
+            days -= if is_leap(yy) { 366 } else { 365 };
+        }
+    }
+    for mm in 1..m {
+        days += month_days(y, mm);
+    }
+    days + d - 1
+}
+
+/// RFC 3339 as SEMANTICS.md describes it; `None` when it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        if part.is_empty() || !part.iter().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
+        return None;
+    }
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || d < 1 || d > month_days(y, mo) || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut frac_ms = 0i64;
+    if let Some(r) = rest.strip_prefix('.') {
+        let n = r.chars().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 || n > 9 {
+            return None;
+        }
+        let mut three: String = r[..n].chars().take(3).collect();
+        while three.len() < 3 {
+            three.push('0');
+        }
+        frac_ms = three.parse().unwrap();
+        rest = &r[n..];
+    }
+    let offset_min = if rest == "Z" || rest == "z" {
+        0
+    } else {
+        let rb = rest.as_bytes();
+        if rb.len() != 6 || rb[3] != b':' || !(rb[0] == b'+' || rb[0] == b'-') {
+            return None;
+        }
+        let oh: i64 = rest[1..3].parse().ok()?;
+        let om: i64 = rest[4..6].parse().ok()?;
+        if !rest[1..3].bytes().all(|c| c.is_ascii_digit()) || !rest[4..6].bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        if rb[0] == b'-' { -(oh * 60 + om) } else { oh * 60 + om }
+    };
+    let local_secs = days_since_epoch(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec;
+    Some((local_secs - offset_min * 60) * 1000 + frac_ms)
+}
+
+/// Time from a JSON number by the `auto` rule (or forced seconds / milliseconds).
+fn number_time(n: &serde_json::Number, unit: Option<i64>) -> Option<i64> {
+    if let Some(i) = n.as_i64() {
+        let scale = match unit {
+            Some(u) => u,
+            None => {
+                if i.abs() < 100_000_000_000 {
+                    1000
+                } else {
+                    1
+                }
+            }
+        };
+        return i.checked_mul(scale);
+    }
+    if n.as_u64().is_some() {
+        return None; // beyond i64: far outside any time range
+    }
+    let x = n.as_f64()?;
+    let scale = match unit {
+        Some(u) => u as f64,
+        None => {
+            if x.abs() < 1e11 {
+                1000.0
+            } else {
+                1.0
+            }
+        }
+    };
+    Some((x * scale).floor() as i64)
+}
+
+/// Parses one line into an event or a reject reason, checking in the order SEMANTICS.md gives.
+pub fn parse_line(cfg: &Cfg, line: &[u8]) -> Result<Ev, &'static str> {
+    if line.len() > cfg.max_line_bytes {
+        return Err("line too long");
+    }
+    let text = std::str::from_utf8(line).map_err(|_| "invalid utf-8")?;
+    let v: Value = serde_json::from_str(text).map_err(|_| "invalid json")?;
+    let obj = v.as_object().ok_or("not an object")?;
+
+    let user = match obj.get(&cfg.user) {
+        None | Some(Value::Null) => return Err("missing user"),
+        Some(Value::String(s)) if s.is_empty() => return Err("missing user"),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("wrong type"),
+    };
+
+    let t = match obj.get(&cfg.time) {
+        None | Some(Value::Null) => return Err("missing time"),
+        Some(tv) => {
+            let parsed = match (cfg.time_format, tv) {
+                (TimeFormat::UnixS, Value::Number(n)) => number_time(n, Some(1000)),
+                (TimeFormat::UnixMs, Value::Number(n)) => number_time(n, Some(1)),
+                (TimeFormat::Rfc3339, Value::String(s)) => parse_rfc3339(s),
+                (TimeFormat::Auto, Value::Number(n)) => number_time(n, None),
+                (TimeFormat::Auto, Value::String(s)) => {
+                    let digits = s.strip_prefix('-').unwrap_or(s);
+                    if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) {
+                        let n: i64 = s.parse().map_err(|_| "invalid time")?;
+                        number_time(&serde_json::Number::from(n), None)
+                    } else {
+                        parse_rfc3339(s)
+                    }
+                }
+                _ => None,
+            };
+            parsed.ok_or("invalid time")?
+        }
+    };
+    if !(DEFAULT_TIME_MIN..DEFAULT_TIME_MAX).contains(&t) {
+        return Err("time out of range");
+    }
+
+    let event_type = match obj.get(&cfg.event_type) {
+        None | Some(Value::Null) => return Err("missing event type"),
+        Some(Value::String(s)) if s.is_empty() => return Err("missing event type"),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("wrong type"),
+    };
+
+    let id = match &cfg.event_id {
+        None => None,
+        Some(f) => match obj.get(f) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+            Some(_) => return Err("wrong type"),
+        },
+    };
+
+    let mut dims = Vec::new();
+    for d in &cfg.dims {
+        let s = match obj.get(&d.field) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) if s.is_empty() => continue,
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err("wrong type"),
+        };
+        let value = match &d.kind {
+            DimKind::Raw => Some(s),
+            DimKind::EmailDomain => match s.rfind('@') {
+                Some(i) if i + 1 < s.len() => Some(s[i + 1..].to_ascii_lowercase()),
+                _ => None,
+            },
+            DimKind::Lookup(_, table) => table.get(&s).cloned(),
+        };
+        if let Some(value) = value {
+            dims.push((d.name.clone(), value));
+        }
+    }
+
+    Ok(Ev { user, t, event_type, id, dims })
+}
+
+/// Every window (spec name, start, end) of every spec that contains `t`, found by trying every
+/// window index from well before `t` to well after it.
+pub fn windows_containing(cfg: &Cfg, t: i64) -> Vec<(String, i64, i64)> {
+    let mut out = Vec::new();
+    for w in &cfg.windows {
+        let size = dur(&w.size);
+        let slide = w.slide.as_deref().map(dur).unwrap_or(size);
+        let first = t.div_euclid(slide) - size / slide - 2;
+        let last = t.div_euclid(slide) + 2;
+        for k in first..=last {
+            let (start, end) = (k * slide, k * slide + size);
+            if start <= t && t < end {
+                out.push((w.name.clone(), start, end));
+            }
+        }
+    }
+    out
+}
+
+/// Exact batch computation: counts every given event in every window containing it.
+pub fn aggregate(cfg: &Cfg, events: &[Ev]) -> Vec<Row> {
+    type Key = (String, Option<String>, Option<String>, String, i64, i64);
+    let mut acc: BTreeMap<Key, (HashSet<String>, u64)> = BTreeMap::new();
+    for ev in events {
+        let mut keys: Vec<(Option<String>, Option<String>)> = vec![(None, None)];
+        for (name, value) in &ev.dims {
+            keys.push((Some(name.clone()), Some(value.clone())));
+        }
+        for (wname, start, end) in windows_containing(cfg, ev.t) {
+            for (dn, dv) in &keys {
+                let e = acc
+                    .entry((ev.event_type.clone(), dn.clone(), dv.clone(), wname.clone(), start, end))
+                    .or_default();
+                e.0.insert(ev.user.clone());
+                e.1 += 1;
+            }
+        }
+    }
+    let mut rows: Vec<Row> = acc
+        .into_iter()
+        .map(|((event_type, dimension, value, window, start_ms, end_ms), (users, events))| Row {
+            event_type,
+            dimension,
+            value,
+            window,
+            start_ms,
+            end_ms,
+            unique_users: users.len() as u64,
+            events,
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// What the reference computed.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub rows: Vec<Row>,
+    pub counts: super::Counts,
+    /// Late lines, in stream order.
+    pub late_lines: Vec<Vec<u8>>,
+    /// Reject reasons, in stream order.
+    pub rejected_reasons: Vec<&'static str>,
+    /// Counted events whose dedup key had been recorded before and had expired.
+    pub recounted: u64,
+    /// Duplicates that would have been late had they not been duplicates.
+    pub late_duplicates: u64,
+}
+
+/// Runs the whole contract over the (decompressed) input files, in order.
+pub fn reference(cfg: &Cfg, files: &[Vec<u8>]) -> Outcome {
+    let lateness = cfg.lateness_ms();
+    let ttl = dur(&cfg.ttl);
+    let ooo = dur(&cfg.max_out_of_orderness);
+
+    let mut out = Outcome::default();
+    let mut counted: Vec<Ev> = Vec::new();
+    // the watermark: None = −∞
+    let mut wm: Option<i64> = None;
+    // times of all accepted events so far, in stream order
+    let mut times: Vec<i64> = Vec::new();
+    // dedup records: (user, id) → expiry
+    let mut records: HashMap<(String, String), i64> = HashMap::new();
+
+    for line in split_lines(files) {
+        out.counts.lines += 1;
+        let ev = match parse_line(cfg, &line) {
+            Err(reason) => {
+                out.counts.rejected += 1;
+                out.rejected_reasons.push(reason);
+                continue;
+            }
+            Ok(ev) => ev,
+        };
+        let g = times.len();
+
+        // is it late under the watermark it sees? check every window that contains it
+        let late = match (lateness, wm) {
+            (Some(l), Some(w)) => windows_containing(cfg, ev.t).iter().any(|(_, _, end)| w >= end + l),
+            _ => false,
+        };
+        let key = ev.id.clone().map(|id| (ev.user.clone(), id));
+        let recorded = key.as_ref().and_then(|k| records.get(k).copied());
+        let duplicate = match (recorded, wm) {
+            (Some(expiry), None) => {
+                let _ = expiry;
+                true // −∞ < anything
+            }
+            (Some(expiry), Some(w)) => w < expiry,
+            (None, _) => false,
+        };
+        if duplicate {
+            out.counts.duplicates += 1;
+            if late {
+                out.late_duplicates += 1;
+            }
+        } else if late {
+            out.counts.late += 1;
+            out.late_lines.push(line.clone());
+        } else {
+            if let Some(k) = key {
+                let base = match wm {
+                    Some(w) => ev.t.max(w),
+                    None => ev.t,
+                };
+                if recorded.is_some() {
+                    out.recounted += 1;
+                }
+                records.insert(k, base + ttl);
+            }
+            out.counts.counted += 1;
+            counted.push(ev.clone());
+        }
+
+        // the watermark moves after accepted event g when (g + 1) % interval == 0
+        times.push(ev.t);
+        if (g + 1) % cfg.interval == 0 {
+            let candidate = match cfg.strategy {
+                Strategy::Median => {
+                    let from = times.len().saturating_sub(cfg.sample);
+                    let mut s: Vec<i64> = times[from..].to_vec();
+                    s.sort();
+                    s[(s.len() - 1) / 2] - ooo
+                }
+                Strategy::Max => *times.iter().max().unwrap() - ooo,
+            };
+            wm = Some(match wm {
+                Some(w) => w.max(candidate),
+                None => candidate,
+            });
+        }
+    }
+    out.rows = aggregate(cfg, &counted);
+    out
+}

@@ -1,0 +1,827 @@
+//! Small hand-written cases for the clauses of docs/SEMANTICS.md, each with its expected rows and
+//! counters written out by hand (no reference implementation involved).
+//!
+//! Times are written relative to `T0` = 2024-05-01T00:00:00Z. With `strategy = "max"`,
+//! `interval = 1` and `max_out_of_orderness = "0s"` the watermark an event sees is simply the largest
+//! time among the accepted events before it, which keeps the hand computation easy to follow.
+
+mod common;
+
+use common::{Counts, DAY, HOUR, MIN, Output, Row, Scratch, T0, assert_rows_eq, dim, ndjson, run_case, run_case_raw, run_case_with, sorted, total};
+
+const H: i64 = HOUR;
+
+/// `[fields]` with `u`, `t`, `e` (and `id` for dedup).
+const FIELDS: &str = "[fields]\nuser = \"u\"\ntime = \"t\"\nevent_type = \"e\"\n";
+const FIELDS_ID: &str = "[fields]\nuser = \"u\"\ntime = \"t\"\nevent_type = \"e\"\nevent_id = \"id\"\n";
+const HOURLY: &str = "\n[[windows]]\nname = \"hourly\"\nsize = \"1h\"\n";
+/// The watermark is the largest time so far, updated after every event.
+const WM_MAX_EVERY_EVENT: &str = "\n[watermark]\nstrategy = \"max\"\ninterval = 1\nmax_out_of_orderness = \"0s\"\n";
+
+fn ev(u: &str, t: i64, e: &str) -> String {
+    format!(r#"{{"u":"{u}","t":{t},"e":"{e}"}}"#)
+}
+
+fn evi(u: &str, t: i64, e: &str, id: &str) -> String {
+    format!(r#"{{"u":"{u}","t":{t},"e":"{e}","id":"{id}"}}"#)
+}
+
+fn lines(ls: &[String]) -> Vec<u8> {
+    ndjson(&ls.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+}
+
+fn counts(lines: u64, counted: u64, duplicates: u64, late: u64, rejected: u64) -> Counts {
+    Counts { lines, counted, duplicates, late, rejected }
+}
+
+#[track_caller]
+fn check(out: &Output, expected_rows: Vec<Row>, expected: Counts) {
+    assert_rows_eq(&out.rows, &sorted(expected_rows), "rows");
+    assert_eq!(out.counts, expected, "summary counters");
+}
+
+// ---------------------------------------------------------------------------------------------
+// windows
+
+#[test]
+fn tumbling_window_edges() {
+    let cfg = format!("{FIELDS}{HOURLY}");
+    let input = lines(&[
+        ev("a", T0, "x"),         // exactly at the start
+        ev("b", T0 + H - 1, "x"), // last ms of [T0, T0+1h)
+        ev("c", T0 + H, "x"),     // exactly at the end: the next window
+        ev("d", T0 + 2 * H - 1, "x"),
+    ]);
+    let out = run_case(&cfg, &input);
+    check(&out, vec![total("x", "hourly", T0, T0 + H, 2, 2), total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2)], counts(4, 4, 0, 0, 0));
+}
+
+#[test]
+fn windows_align_to_the_epoch() {
+    let cfg = format!(
+        "{FIELDS}\n[[windows]]\nname = \"daily\"\nsize = \"1d\"\n\n[[windows]]\nname = \"two-h\"\nsize = \"2h\"\n\n[[windows]]\nname = \"seven-min\"\nsize = \"7m\"\n"
+    );
+    let input = lines(&[
+        ev("a", T0 + 13 * H + 30 * MIN, "x"),
+        ev("b", T0 - 1, "x"), // 2024-04-30T23:59:59.999Z
+        ev("c", T0 + H, "x"),
+    ]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![
+            // days start at UTC midnight
+            total("x", "daily", T0 - DAY, T0, 1, 1),
+            total("x", "daily", T0, T0 + DAY, 2, 2),
+            // 2h windows start at even UTC hours
+            total("x", "two-h", T0 - 2 * H, T0, 1, 1),
+            total("x", "two-h", T0, T0 + 2 * H, 1, 1),
+            total("x", "two-h", T0 + 12 * H, T0 + 14 * H, 1, 1),
+            // 7m windows are aligned to the epoch, not to midnight: T0 is 2 min into its window
+            total("x", "seven-min", T0 - 2 * MIN, T0 + 5 * MIN, 1, 1),
+            total("x", "seven-min", T0 + 54 * MIN, T0 + 61 * MIN, 1, 1),
+            total("x", "seven-min", T0 + 810 * MIN, T0 + 817 * MIN, 1, 1), // a starts exactly at T0+13h30m
+        ],
+        counts(3, 3, 0, 0, 0),
+    );
+}
+
+#[test]
+fn sliding_windows() {
+    let cfg = format!(
+        "{FIELDS}\n[[windows]]\nname = \"3h\"\nsize = \"3h\"\nslide = \"1h\"\n\n[[windows]]\nname = \"tumbling\"\nsize = \"1h\"\nslide = \"1h\"\n"
+    );
+    let input = lines(&[
+        ev("a", T0 + 2 * H + 30 * MIN, "x"), // in the 3h windows starting 00:00, 01:00, 02:00
+        ev("b", T0 + 3 * H, "x"),            // in the 3h windows starting 01:00, 02:00, 03:00
+    ]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![
+            total("x", "3h", T0, T0 + 3 * H, 1, 1),
+            total("x", "3h", T0 + H, T0 + 4 * H, 2, 2),
+            total("x", "3h", T0 + 2 * H, T0 + 5 * H, 2, 2),
+            total("x", "3h", T0 + 3 * H, T0 + 6 * H, 1, 1),
+            // slide == size is tumbling
+            total("x", "tumbling", T0 + 2 * H, T0 + 3 * H, 1, 1),
+            total("x", "tumbling", T0 + 3 * H, T0 + 4 * H, 1, 1),
+        ],
+        counts(2, 2, 0, 0, 0),
+    );
+}
+
+#[test]
+fn sliding_24h_by_1h_has_24_windows() {
+    let cfg = format!("{FIELDS}\n[[windows]]\nname = \"last-24h\"\nsize = \"24h\"\nslide = \"1h\"\n");
+    let out = run_case(&cfg, &lines(&[ev("a", T0 + 2 * H + 30 * MIN, "x")]));
+    // windows starting T0-21h, T0-20h, …, T0+2h
+    let expected: Vec<Row> = (0..24).map(|k| total("x", "last-24h", T0 - 21 * H + k * H, T0 + 3 * H + k * H, 1, 1)).collect();
+    check(&out, expected, counts(1, 1, 0, 0, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// counting and keys
+
+#[test]
+fn unique_users_versus_events() {
+    let cfg = format!("{FIELDS}{HOURLY}");
+    let input = ndjson(&[
+        &ev("a", T0, "open"),
+        &ev("a", T0 + MIN, "open"),
+        &ev("a", T0 + 2 * MIN, "open"),
+        &ev("b", T0 + 3 * MIN, "open"),
+        &ev("a", T0 + 4 * MIN, "click"),
+        // the identity is the unescaped string: "jos\u00e9" is "josé"; "José" is another user
+        r#"{"u":"josé","t":1714521600000,"e":"view"}"#,
+        r#"{"u":"jos\u00e9","t":1714521600001,"e":"view"}"#,
+        r#"{"u":"José","t":1714521600002,"e":"view"}"#,
+    ]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![
+            total("open", "hourly", T0, T0 + H, 2, 4),
+            total("click", "hourly", T0, T0 + H, 1, 1),
+            total("view", "hourly", T0, T0 + H, 2, 3),
+        ],
+        counts(8, 8, 0, 0, 0),
+    );
+}
+
+const CAMPAIGNS_CSV: &str = "key,value\nm1,camp-A\nm2,camp-A\nm3,camp-B\nm4,camp-C\n";
+const DIMS: &str = "\n[[dimensions]]\nname = \"provider\"\nfield = \"u\"\nextract = \"email_domain\"\n\n[[dimensions]]\nname = \"campaign\"\nfield = \"m\"\nlookup = \"campaigns.csv\"\n\n[[dimensions]]\nname = \"browser\"\nfield = \"b\"\n";
+
+#[test]
+fn fan_out_to_total_and_each_present_dimension() {
+    let cfg = format!("{FIELDS}{DIMS}{HOURLY}");
+    let input = ndjson(&[
+        r#"{"u":"a@X.com","t":1714521600000,"e":"open","b":"chrome","m":"m1"}"#,
+        r#"{"u":"b@x.COM","t":1714521600000,"e":"open","b":"firefox","m":"m2"}"#,
+        r#"{"u":"a@X.com","t":1714521600000,"e":"open","b":"chrome","m":"m9"}"#, // lookup miss
+        r#"{"u":"c@y.org","t":1714521600000,"e":"open","m":""}"#,                // no b; empty m
+        r#"{"u":"d@y.org","t":1714521600000,"e":"open","b":null,"m":null}"#,      // nulls
+        r#"{"u":"noat","t":1714521600000,"e":"open","b":"","m":"m3"}"#,          // no provider; empty b
+        r#"{"u":"trail@","t":1714521600000,"e":"open","b":"chrome"}"#,           // nothing after @
+        r#"{"u":"x@a@Y.ORG","t":1714521600000,"e":"open"}"#,                     // the last @ counts
+    ]);
+    let out = run_case_with(&cfg, &input, &[("campaigns.csv", CAMPAIGNS_CSV)]);
+    let w = |d: &str, v: &str, uu: u64, n: u64| dim("open", d, v, "hourly", T0, T0 + H, uu, n);
+    check(
+        &out,
+        vec![
+            total("open", "hourly", T0, T0 + H, 7, 8),
+            w("provider", "x.com", 2, 3),
+            w("provider", "y.org", 3, 3),
+            w("browser", "chrome", 2, 3),
+            w("browser", "firefox", 1, 1),
+            w("campaign", "camp-A", 2, 2),
+            w("campaign", "camp-B", 1, 1),
+        ],
+        counts(8, 8, 0, 0, 0),
+    );
+}
+
+#[test]
+fn email_domain_is_ascii_lowercased() {
+    let cfg = format!("{FIELDS}\n[[dimensions]]\nname = \"provider\"\nfield = \"u\"\nextract = \"email_domain\"\n{HOURLY}");
+    let input = ndjson(&[
+        r#"{"u":"A@Gmail.COM","t":1714521600000,"e":"x"}"#,
+        r#"{"u":"b@gmail.com","t":1714521600000,"e":"x"}"#,
+        r#"{"u":"c@GMAIL.com","t":1714521600000,"e":"x"}"#,
+        r#"{"u":"A@gmail.com","t":1714521600000,"e":"x"}"#, // another user than A@Gmail.COM
+        r#"{"u":"d@ÉCOLE.Fr","t":1714521600000,"e":"x"}"#,  // only ASCII letters are lowercased
+    ]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![
+            total("x", "hourly", T0, T0 + H, 5, 5),
+            dim("x", "provider", "gmail.com", "hourly", T0, T0 + H, 4, 4),
+            dim("x", "provider", "École.fr", "hourly", T0, T0 + H, 1, 1),
+        ],
+        counts(5, 5, 0, 0, 0),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// duplicates
+
+#[test]
+fn duplicate_ttl_boundary() {
+    let cfg = format!("{FIELDS_ID}\n[dedup]\nttl = \"1h\"\n{WM_MAX_EVERY_EVENT}allowed_lateness = \"unbounded\"\n{HOURLY}");
+    let input = ndjson(&[
+        // (wm this event sees) → outcome
+        &evi("u", T0, "x", "1"),          // −∞: counted; expiry T0+1h
+        &evi("v", T0 + H - 1, "x", "x"),  // T0: counted
+        &evi("u", T0, "x", "1"),          // T0+1h−1 < expiry: duplicate
+        &evi("v", T0 + H, "x", "y"),      // counted
+        &evi("u", T0, "x", "1"),          // T0+1h = expiry: counted again; expiry max(T0, T0+1h)+1h = T0+2h
+        &evi("u", T0, "x", "1"),          // T0+1h: duplicate
+        &evi("w", T0 + 2 * H - 1, "x", "z"), // counted
+        &evi("u", T0, "x", "1"),          // T0+2h−1: duplicate
+        &evi("w", T0 + 2 * H, "x", "z2"), // counted
+        &evi("u", T0, "x", "1"),          // T0+2h: counted again
+        &evi("v", T0, "x", "1"),          // another user, same id: counted
+        &ev("q", T0 + 2 * H, "x"),        // no id: never a duplicate
+        &ev("q", T0 + 2 * H, "x"),
+        r#"{"u":"r","t":1714528800000,"e":"x","id":null}"#, // id null: never a duplicate
+        r#"{"u":"r","t":1714528800000,"e":"x","id":null}"#,
+    ]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![
+            total("x", "hourly", T0, T0 + H, 2, 5),          // u ×3 (1st, 5th, 10th line), v ×2
+            total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2),  // v, w
+            total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 3, 5), // w, q ×2, r ×2
+        ],
+        counts(15, 12, 3, 0, 0),
+    );
+}
+
+#[test]
+fn integer_ids_are_ids() {
+    let cfg = format!("{FIELDS_ID}{HOURLY}");
+    let input = ndjson(&[
+        r#"{"u":"a","t":1714521600000,"e":"x","id":17}"#,
+        r#"{"u":"a","t":1714521600000,"e":"x","id":17}"#,
+        r#"{"u":"a","t":1714521600000,"e":"x","id":18}"#,
+    ]);
+    let out = run_case(&cfg, &input);
+    check(&out, vec![total("x", "hourly", T0, T0 + H, 1, 2)], counts(3, 2, 1, 0, 0));
+}
+
+#[test]
+fn no_event_id_field_means_no_dedup() {
+    let cfg = format!("{FIELDS}{HOURLY}");
+    let line = r#"{"u":"a","t":1714521600000,"e":"x","id":"same"}"#;
+    let out = run_case(&cfg, &ndjson(&[line, line, line]));
+    check(&out, vec![total("x", "hourly", T0, T0 + H, 1, 3)], counts(3, 3, 0, 0, 0));
+}
+
+#[test]
+fn duplicate_check_comes_before_lateness_and_late_events_are_not_recorded() {
+    let cfg = format!("{FIELDS_ID}\n[dedup]\nttl = \"24h\"\n{WM_MAX_EVERY_EVENT}allowed_lateness = \"0s\"\n{HOURLY}");
+    let l4 = evi("w", T0 + 30 * MIN, "x", "3");
+    let input = ndjson(&[
+        &evi("u", T0, "x", "1"),         // counted; expiry T0+24h
+        &evi("v", T0 + 3 * H, "x", "2"), // counted
+        &evi("u", T0, "x", "1"),         // would be late, but the record is live: duplicate
+        &l4,                             // late (wm T0+3h ≥ T0+1h): not recorded
+        &l4,                             // late again, not a duplicate
+        &ev("x", T0 + 3 * H + 1, "x"),
+    ]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![total("x", "hourly", T0, T0 + H, 1, 1), total("x", "hourly", T0 + 3 * H, T0 + 4 * H, 2, 2)],
+        counts(6, 3, 1, 2, 0),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.late), format!("{l4}\n{l4}\n"));
+}
+
+#[test]
+fn historical_redelivery_is_caught() {
+    // expiry = max(event time, wm when first seen) + ttl: a years-old event's copies arriving close
+    // together are duplicates, although its own time + ttl passed long ago
+    let cfg = format!("{FIELDS_ID}\n[dedup]\nttl = \"24h\"\n{WM_MAX_EVERY_EVENT}allowed_lateness = \"unbounded\"\n{HOURLY}");
+    let old = r#"{"u":"old","t":"2019-05-01T12:00:00Z","e":"x","id":"9"}"#;
+    let input = ndjson(&[
+        &evi("a", T0, "x", "1"),
+        &evi("b", T0 + H, "x", "2"),
+        old, // wm T0+1h: counted; expiry T0+1h+24h
+        &evi("c", T0 + H, "x", "3"),
+        old, // wm T0+1h: duplicate
+    ]);
+    let out = run_case(&cfg, &input);
+    const OLD: i64 = 1_556_712_000_000; // 2019-05-01T12:00:00Z
+    check(
+        &out,
+        vec![
+            total("x", "hourly", OLD, OLD + H, 1, 1),
+            total("x", "hourly", T0, T0 + H, 1, 1),
+            total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2),
+        ],
+        counts(5, 4, 1, 0, 0),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// lateness
+
+#[test]
+fn lateness_boundary() {
+    let cfg = format!("{FIELDS}{WM_MAX_EVERY_EVENT}allowed_lateness = \"30m\"\n{HOURLY}");
+    let late = ev("d", T0 + 20 * MIN, "x");
+    let input = ndjson(&[
+        &ev("a", T0 + H + 30 * MIN - 1, "x"),
+        &ev("b", T0 + 10 * MIN, "x"), // wm = T0+1h30m−1 = end + lateness − 1 ms: not late
+        &ev("c", T0 + H + 30 * MIN, "x"),
+        &late,                  // wm = T0+1h30m = end + lateness: late
+        &ev("e", T0 + H, "x"), // its window [T0+1h, T0+2h) is open
+    ]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![total("x", "hourly", T0, T0 + H, 1, 1), total("x", "hourly", T0 + H, T0 + 2 * H, 3, 3)],
+        counts(5, 4, 0, 1, 0),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.late), format!("{late}\n"));
+}
+
+#[test]
+fn lateness_uses_the_earliest_end_of_any_containing_window() {
+    let cfg = format!(
+        "{FIELDS}{WM_MAX_EVERY_EVENT}allowed_lateness = \"15m\"\n\n[[windows]]\nname = \"q15\"\nsize = \"15m\"\n\n[[windows]]\nname = \"hourly\"\nsize = \"1h\"\n\n[[windows]]\nname = \"3h\"\nsize = \"3h\"\nslide = \"1h\"\n"
+    );
+    let b = ev("b", T0 + H + 40 * MIN, "x");
+    let g = ev("g", T0 + H + 59 * MIN, "x");
+    let input = ndjson(&[
+        &ev("a", T0 + 2 * H, "x"),
+        // E = end of q15 [1h30m, 1h45m) = T0+1h45m; wm T0+2h ≥ E+15m: late — although the hourly
+        // window [1h, 2h) has not fired and that q15 window never held an event
+        &b,
+        &ev("c", T0 + H + 45 * MIN, "x"), // E = T0+2h: not late
+        &ev("d", T0 + 2 * H + 15 * MIN - 1, "x"),
+        &ev("e", T0 + H + 50 * MIN, "x"), // E+15m = T0+2h15m > wm = T0+2h15m−1: not late
+        &ev("f", T0 + 2 * H + 15 * MIN, "x"),
+        &g, // E+15m = T0+2h15m = wm: late
+    ]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![
+            total("x", "q15", T0 + H + 45 * MIN, T0 + 2 * H, 2, 2), // c, e
+            total("x", "q15", T0 + 2 * H, T0 + 2 * H + 15 * MIN, 2, 2), // a, d
+            total("x", "q15", T0 + 2 * H + 15 * MIN, T0 + 2 * H + 30 * MIN, 1, 1), // f
+            total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2),          // c, e
+            total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 3, 3),      // a, d, f
+            total("x", "3h", T0 - H, T0 + 2 * H, 2, 2),              // c, e
+            total("x", "3h", T0, T0 + 3 * H, 5, 5),
+            total("x", "3h", T0 + H, T0 + 4 * H, 5, 5),
+            total("x", "3h", T0 + 2 * H, T0 + 5 * H, 3, 3), // a, d, f
+        ],
+        counts(7, 5, 0, 2, 0),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.late), format!("{b}\n{g}\n"));
+}
+
+#[test]
+fn sliding_window_lateness_uses_its_first_window() {
+    let cfg = format!("{FIELDS}{WM_MAX_EVERY_EVENT}allowed_lateness = \"0s\"\n\n[[windows]]\nname = \"3h\"\nsize = \"3h\"\nslide = \"1h\"\n");
+    let input = lines(&[
+        ev("a", T0 + 3 * H - 1, "x"),
+        ev("b", T0 + 2 * H + 30 * MIN, "x"), // first window [T0, T0+3h): wm T0+3h−1: not late
+        ev("c", T0 + 3 * H, "x"),
+        ev("d", T0 + 2 * H + 30 * MIN, "x"), // wm T0+3h: late
+    ]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![
+            total("x", "3h", T0, T0 + 3 * H, 2, 2),
+            total("x", "3h", T0 + H, T0 + 4 * H, 3, 3),
+            total("x", "3h", T0 + 2 * H, T0 + 5 * H, 3, 3),
+            total("x", "3h", T0 + 3 * H, T0 + 6 * H, 1, 1),
+        ],
+        counts(4, 3, 0, 1, 0),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// the watermark
+
+/// Minutes after T0: 0..=5, then one event from a clock 8 h fast, then 6..=9.
+fn fast_clock_input() -> Vec<u8> {
+    let mut ls = Vec::new();
+    for m in 0..=5 {
+        ls.push(ev(if m % 2 == 0 { "a" } else { "b" }, T0 + m * MIN, "x"));
+    }
+    ls.push(ev("c", T0 + 8 * H + 5 * MIN, "x"));
+    for m in 6..=9 {
+        ls.push(ev(if m % 2 == 0 { "a" } else { "b" }, T0 + m * MIN, "x"));
+    }
+    lines(&ls)
+}
+
+#[test]
+fn median_watermark_shrugs_off_one_fast_clock() {
+    let cfg = format!(
+        "{FIELDS}\n[watermark]\nstrategy = \"median\"\nsample = 5\ninterval = 1\nmax_out_of_orderness = \"10m\"\nallowed_lateness = \"0s\"\n{HOURLY}"
+    );
+    let out = run_case(&cfg, &fast_clock_input());
+    check(
+        &out,
+        vec![total("x", "hourly", T0, T0 + H, 2, 10), total("x", "hourly", T0 + 8 * H, T0 + 9 * H, 1, 1)],
+        counts(11, 11, 0, 0, 0),
+    );
+    assert!(out.late.is_empty());
+}
+
+#[test]
+fn max_watermark_follows_one_fast_clock() {
+    let cfg = format!(
+        "{FIELDS}\n[watermark]\nstrategy = \"max\"\nsample = 5\ninterval = 1\nmax_out_of_orderness = \"10m\"\nallowed_lateness = \"0s\"\n{HOURLY}"
+    );
+    let out = run_case(&cfg, &fast_clock_input());
+    // after the fast event wm = T0+8h5m−10m: minutes 6..9 are late
+    check(
+        &out,
+        vec![total("x", "hourly", T0, T0 + H, 2, 6), total("x", "hourly", T0 + 8 * H, T0 + 9 * H, 1, 1)],
+        counts(11, 7, 0, 4, 0),
+    );
+    let expected: Vec<String> = (6..=9).map(|m| ev(if m % 2 == 0 { "a" } else { "b" }, T0 + m * MIN, "x")).collect();
+    assert_eq!(out.late, lines(&expected));
+}
+
+fn wm_cfg(strategy: &str, sample: u32, interval: u32, ooo: &str) -> String {
+    format!(
+        "{FIELDS}\n[watermark]\nstrategy = \"{strategy}\"\nsample = {sample}\ninterval = {interval}\nmax_out_of_orderness = \"{ooo}\"\nallowed_lateness = \"0s\"\n{HOURLY}"
+    )
+}
+
+#[test]
+fn median_is_the_lower_median_and_the_watermark_never_goes_back() {
+    // sample 2, interval 2: after the 2nd event wm = lower median of {5h, 1h} = 1h (not 5h)
+    let input = lines(&[
+        ev("u0", T0 + 5 * H, "x"),
+        ev("u1", T0 + H, "x"),
+        ev("u2", T0 + H + 30 * MIN, "x"), // wm 1h, E 2h: not late (the upper median, 5h, would make it late)
+        ev("u3", T0 + 30 * MIN, "x"),     // wm 1h = E: late
+        // after u3 the candidate is the lower median of {1h30m, 30m} = 30m, but wm stays 1h
+        ev("u4", T0 + 50 * MIN, "x"), // wm 1h = E: late
+    ]);
+    let out = run_case(&wm_cfg("median", 2, 2, "0s"), &input);
+    check(
+        &out,
+        vec![total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2), total("x", "hourly", T0 + 5 * H, T0 + 6 * H, 1, 1)],
+        counts(5, 3, 0, 2, 0),
+    );
+}
+
+#[test]
+fn watermark_moves_only_every_interval_events() {
+    // interval 3: the watermark is first computed after the 3rd event
+    let input = lines(&[
+        ev("u0", T0 + 3 * H, "x"),
+        ev("u1", T0 + 3 * H, "x"),
+        ev("u2", T0 + H + 30 * MIN, "x"), // wm still −∞: not late (it would be under wm = 3h)
+        ev("u3", T0 + 2 * H + 30 * MIN, "x"), // wm = median{3h, 3h, 1h30m} = 3h = E: late
+        ev("u4", T0 + H + 59 * MIN, "x"),     // late
+    ]);
+    let out = run_case(&wm_cfg("median", 10, 3, "0s"), &input);
+    check(
+        &out,
+        vec![total("x", "hourly", T0 + H, T0 + 2 * H, 1, 1), total("x", "hourly", T0 + 3 * H, T0 + 4 * H, 2, 2)],
+        counts(5, 3, 0, 2, 0),
+    );
+}
+
+#[test]
+fn median_sample_is_the_last_n_accepted_events() {
+    // sample 2, interval 1: after u3 the sample is {5h, 5h}, so wm = 5h (all history would give 20m)
+    let input = lines(&[
+        ev("u0", T0 + 10 * MIN, "x"),
+        ev("u1", T0 + 20 * MIN, "x"),
+        ev("u2", T0 + 5 * H, "x"),
+        ev("u3", T0 + 5 * H, "x"),
+        ev("u4", T0 + 40 * MIN, "x"), // late
+    ]);
+    let out = run_case(&wm_cfg("median", 2, 1, "0s"), &input);
+    check(
+        &out,
+        vec![total("x", "hourly", T0, T0 + H, 2, 2), total("x", "hourly", T0 + 5 * H, T0 + 6 * H, 2, 2)],
+        counts(5, 4, 0, 1, 0),
+    );
+}
+
+#[test]
+fn max_out_of_orderness_is_subtracted() {
+    let input = lines(&[
+        ev("u0", T0 + 2 * H, "x"),  // wm → 2h − 30m = 1h30m
+        ev("u1", T0 + 59 * MIN, "x"), // E = 1h ≤ wm: late
+        ev("u2", T0 + H, "x"),      // E = 2h > wm: not late
+    ]);
+    let out = run_case(&wm_cfg("max", 10, 1, "30m"), &input);
+    check(
+        &out,
+        vec![total("x", "hourly", T0 + H, T0 + 2 * H, 1, 1), total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 1, 1)],
+        counts(3, 2, 0, 1, 0),
+    );
+}
+
+#[test]
+fn duplicates_and_late_events_still_move_the_watermark() {
+    // the watermark depends on every accepted event's time, counted or not
+    let cfg = format!("{FIELDS_ID}\n[watermark]\nstrategy = \"median\"\nsample = 3\ninterval = 3\nmax_out_of_orderness = \"0s\"\nallowed_lateness = \"0s\"\n{HOURLY}");
+    let input = lines(&[
+        evi("a", T0 + 5 * H, "x", "1"),
+        evi("a", T0 + 5 * H, "x", "1"), // duplicate, its time still counts
+        evi("b", T0 + 10 * MIN, "x", "2"),
+        // wm = median{5h, 5h, 10m} = 5h
+        evi("c", T0 + 4 * H, "x", "3"), // late
+        evi("c", T0 + 4 * H, "x", "3"), // late again
+        evi("d", T0 + 4 * H, "x", "4"), // late
+        // wm = max(5h, median{4h, 4h, 4h}) = 5h
+        evi("e", T0 + 5 * H + 1, "x", "5"),
+    ]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![total("x", "hourly", T0, T0 + H, 1, 1), total("x", "hourly", T0 + 5 * H, T0 + 6 * H, 2, 2)],
+        counts(7, 3, 1, 3, 0),
+    );
+}
+
+#[test]
+fn unbounded_lateness_makes_nothing_late() {
+    let cfg = format!("{FIELDS}{WM_MAX_EVERY_EVENT}allowed_lateness = \"unbounded\"\n{HOURLY}");
+    let input = lines(&[ev("a", T0 + 100 * DAY, "x"), ev("b", T0, "x"), ev("c", 0, "x")]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![
+            total("x", "hourly", 0, H, 1, 1),
+            total("x", "hourly", T0, T0 + H, 1, 1),
+            total("x", "hourly", T0 + 100 * DAY, T0 + 100 * DAY + H, 1, 1),
+        ],
+        counts(3, 3, 0, 0, 0),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// side files
+
+#[test]
+fn late_line_is_written_byte_for_byte() {
+    let cfg = format!("{FIELDS}{WM_MAX_EVERY_EVENT}allowed_lateness = \"0s\"\n{HOURLY}");
+    // odd spacing, key order, escapes, raw UTF-8 and a nested value: all kept as they are
+    let odd = "  {\"e\" : \"x\",   \"t\":\"2024-05-01T00:10:00.000+00:00\" ,\"extra\":{\"k\":[1, 2 ,3.50], \"s\":\"\\u00e9\\n\\\"\"},\"u\":\"jos\\u00e9 ñ\"}\t ";
+    let crlf = "{\"u\":\"b\",\"t\":1714522200000,\"e\":\"x\"}";
+    let mut input = Vec::new();
+    input.extend_from_slice(ev("a", T0 + 2 * H, "x").as_bytes());
+    input.push(b'\n');
+    input.extend_from_slice(odd.as_bytes());
+    input.push(b'\n');
+    input.extend_from_slice(crlf.as_bytes());
+    input.extend_from_slice(b"\r\n"); // the line ends before `\r\n`
+    let out = run_case(&cfg, &input);
+    check(&out, vec![total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 1, 1)], counts(3, 1, 0, 2, 0));
+    let expected = format!("{odd}\n{crlf}\n");
+    assert_eq!(
+        out.late,
+        expected.as_bytes(),
+        "late/ must hold the original lines byte for byte:\n got: {:?}\nwant: {:?}",
+        String::from_utf8_lossy(&out.late),
+        expected
+    );
+}
+
+#[test]
+fn rejected_lines_reasons_and_no_influence() {
+    let cfg = format!(
+        "{FIELDS_ID}{WM_MAX_EVERY_EVENT}allowed_lateness = \"0s\"\n\n[limits]\nmax_line_bytes = 200\n\n[[dimensions]]\nname = \"browser\"\nfield = \"b\"\n{HOURLY}"
+    );
+    let t = T0;
+    let far = T0 + 10 * H;
+    // a valid line of exactly 200 bytes
+    let mut exact = format!(r#"{{"u":"d","t":{},"e":"x","pad":""}}"#, T0 + 5 * MIN);
+    let pad = "p".repeat(200 - exact.len());
+    exact = format!(r#"{{"u":"d","t":{},"e":"x","pad":"{pad}"}}"#, T0 + 5 * MIN);
+    assert_eq!(exact.len(), 200);
+    let too_long = format!(r#"{{"u":"d","t":{},"e":"x","pad":"{pad}q"}}"#, T0 + 5 * MIN);
+    assert_eq!(too_long.len(), 201);
+
+    let rows: Vec<(Vec<u8>, Option<&str>)> = vec![
+        (evi("a", t, "x", "1").into(), None), // counted; wm → T0
+        // none of these may move the watermark (their times are 10 h ahead) or record an id
+        (format!(r#"{{"u":"z","t":{far},"e":""}}"#).into(), Some("missing event type")),
+        (format!(r#"{{"u":"b","t":{far},"e":"x","b":5}}"#).into(), Some("wrong type")),
+        (format!(r#"{{"u":"b","t":{},"e":"x","id":"7","b":true}}"#, T0 + 30 * MIN).into(), Some("wrong type")),
+        (format!(r#"{{"u":"b","t":{},"e":"x","id":"7"}}"#, T0 + 30 * MIN).into(), None), // not a duplicate
+        (b"not json".to_vec(), Some("invalid json")),
+        (format!(r#"{{"u":"b","t":{far},"e":"x""#).into(), Some("invalid json")),
+        (b"[1,2]".to_vec(), Some("not an object")),
+        (b"\"str\"".to_vec(), Some("not an object")),
+        (format!(r#"{{"t":{far},"e":"x"}}"#).into(), Some("missing user")),
+        (format!(r#"{{"u":null,"t":{far},"e":"x"}}"#).into(), Some("missing user")),
+        (format!(r#"{{"u":"","t":{far},"e":"x"}}"#).into(), Some("missing user")),
+        (format!(r#"{{"u":5,"t":{far},"e":"x"}}"#).into(), Some("wrong type")),
+        (br#"{"u":"c","e":"x"}"#.to_vec(), Some("missing time")),
+        (br#"{"u":"c","t":null,"e":"x"}"#.to_vec(), Some("missing time")),
+        (br#"{"u":"c","t":"soon","e":"x"}"#.to_vec(), Some("invalid time")),
+        (br#"{"u":"c","t":[1],"e":"x"}"#.to_vec(), Some("invalid time")),
+        (br#"{"u":"c","t":-1,"e":"x"}"#.to_vec(), Some("time out of range")),
+        (br#"{"u":"c","t":"2100-01-01T00:00:00Z","e":"x"}"#.to_vec(), Some("time out of range")),
+        (format!(r#"{{"u":"c","t":{far},"e":7}}"#).into(), Some("wrong type")),
+        (format!(r#"{{"u":"c","t":{far}}}"#).into(), Some("missing event type")),
+        (format!(r#"{{"u":"c","t":{far},"e":null}}"#).into(), Some("missing event type")),
+        (format!(r#"{{"u":"c","t":{far},"e":"x","id":true}}"#).into(), Some("wrong type")),
+        (format!(r#"{{"u":"c","t":{far},"e":"x","id":1.5}}"#).into(), Some("wrong type")),
+        ([&b"{\"u\":\"c\xff\",\"t\":1714521600000,\"e\":\"x\"}"[..]].concat(), Some("invalid utf-8")),
+        (exact.clone().into(), None),
+        (too_long.clone().into(), Some("line too long")),
+        // several problems: the first in the order length, UTF-8, JSON, object, user, time, type, id
+        ([too_long.as_bytes(), b"\xff"].concat(), Some("line too long")),
+        (b"[\xff".to_vec(), Some("invalid utf-8")),
+        (br#"{"t":"bad","e":3}"#.to_vec(), Some("missing user")),
+        (br#"{"u":"c","t":"bad"}"#.to_vec(), Some("invalid time")),
+        (format!(r#"{{"u":"c","t":{far},"id":true}}"#).into(), Some("missing event type")),
+        // still under wm = T0+30m: not late
+        (ev("e", T0 + 20 * MIN, "x").into(), None),
+    ];
+    let mut input = Vec::new();
+    for (l, _) in &rows {
+        input.extend_from_slice(l);
+        input.push(b'\n');
+    }
+    let out = run_case(&cfg, &input);
+    let n = rows.len() as u64;
+    let rejected = rows.iter().filter(|r| r.1.is_some()).count() as u64;
+    check(&out, vec![total("x", "hourly", T0, T0 + H, 4, 4)], counts(n, n - rejected, 0, 0, rejected));
+    let mut want: Vec<&str> = rows.iter().filter_map(|r| r.1).collect();
+    want.sort();
+    let mut got: Vec<String> = out.rejected_reasons.clone();
+    got.sort();
+    assert_eq!(got, want, "reasons in rejected/");
+}
+
+#[test]
+fn blank_lines_crlf_and_files_read_as_one_stream() {
+    let cfg = format!("{FIELDS}{HOURLY}");
+    let s = Scratch::new();
+    let config = s.write("config.toml", &cfg);
+    // blank and whitespace-only lines are not lines; `\r\n` ends a line; the file's last line has
+    // no newline and is still a line of its own
+    let mut f1 = Vec::new();
+    f1.extend_from_slice(ev("a", T0, "x").as_bytes());
+    f1.extend_from_slice(b"\r\n\n   \n\t \n\r\n");
+    f1.extend_from_slice(format!("  {}  ", ev("b", T0 + MIN, "x")).as_bytes());
+    let f2 = format!("\n{}\n\n", ev("c", T0 + 2 * MIN, "y"));
+    let f3 = ev("d", T0 + 3 * MIN, "y");
+    let files = vec![s.write("b.ndjson", &f1), s.write_zst("a.ndjson.zst", f2.as_bytes()), s.write("c.jsonl", f3.as_bytes())];
+    for threads in [1, 2] {
+        let out = s.run(&files, &config, threads);
+        check(&out, vec![total("x", "hourly", T0, T0 + H, 2, 2), total("y", "hourly", T0, T0 + H, 2, 2)], counts(4, 4, 0, 0, 0));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// time formats
+
+fn time_cfg(format: &str) -> String {
+    format!("[fields]\nuser = \"u\"\ntime = \"t\"\ntime_format = \"{format}\"\nevent_type = \"e\"\n\n[[windows]]\nname = \"ms\"\nsize = \"1ms\"\n")
+}
+
+/// One line per time value, each from another user; a 1 ms window per distinct time.
+fn time_lines(values: &[&str]) -> Vec<u8> {
+    let ls: Vec<String> = values.iter().enumerate().map(|(i, v)| format!(r#"{{"u":"u{i}","t":{v},"e":"x"}}"#)).collect();
+    lines(&ls)
+}
+
+fn ms_row(t: i64, n: u64) -> Row {
+    total("x", "ms", t, t + 1, n, n)
+}
+
+#[test]
+fn time_format_auto() {
+    let input = time_lines(&[
+        "1714521600",                               // seconds → T0
+        "1714521600.5",                             // T0+500
+        "1714521600123",                            // ≥ 1e11: ms → T0+123
+        "1714521600123.9",                          // ms, fraction truncated → T0+123
+        "\"1714521600\"",                           // digits in a string: seconds → T0
+        "\"1714521600007\"",                        // ms → T0+7
+        "\"2024-05-01T00:00:00.999999999Z\"",       // T0+999
+        "\"2024-05-01 02:00:00.250+02:00\"",        // T0+250
+        "\"2024-04-30t23:00:00.0019-01:00\"",       // T0+1
+        "\"2024-05-01T00:00:00z\"",                 // T0
+        "100000000000",                             // exactly 1e11: ms (1973)
+        "99999999999",                              // < 1e11: seconds → year 5138: out of range
+        "0",                                        // time_min is inclusive
+        "4102444799999",                            // the last ms before 2100
+        "4102444800",                               // seconds: 2100-01-01 → out of range
+        "\"2024-05-01T00:00:00\"",                  // no offset: invalid
+        "-1",                                       // before 1970: out of range
+        "\"2024-05-01T05:30:00.5+05:30\"",          // T0+500
+        "1714521600.0019",                          // T0+1
+        "\"2024-02-29T12:00:00Z\"",                 // a leap day
+        "\"2023-02-29T12:00:00Z\"",                 // not a day: invalid
+        "\"-5\"",                                   // digits: −5 s: out of range
+        "true",                                     // invalid
+    ]);
+    let out = run_case(&time_cfg("auto"), &input);
+    check(
+        &out,
+        vec![
+            ms_row(0, 1),
+            ms_row(100_000_000_000, 1),
+            ms_row(1_709_208_000_000, 1),
+            ms_row(T0, 3),
+            ms_row(T0 + 1, 2),
+            ms_row(T0 + 7, 1),
+            ms_row(T0 + 123, 2),
+            ms_row(T0 + 250, 1),
+            ms_row(T0 + 500, 2),
+            ms_row(T0 + 999, 1),
+            ms_row(4_102_444_799_999, 1),
+        ],
+        counts(23, 16, 0, 0, 7),
+    );
+    let mut got = out.rejected_reasons.clone();
+    got.sort();
+    assert_eq!(
+        got,
+        vec!["invalid time", "invalid time", "invalid time", "time out of range", "time out of range", "time out of range", "time out of range"]
+    );
+}
+
+#[test]
+fn time_format_unix_s() {
+    let input = time_lines(&["1714521600", "1714521600.25", "\"1714521600\"", "1714521600123", "100", "\"2024-05-01T00:00:00Z\""]);
+    let out = run_case(&time_cfg("unix_s"), &input);
+    check(&out, vec![ms_row(100_000, 1), ms_row(T0, 1), ms_row(T0 + 250, 1)], counts(6, 3, 0, 0, 3));
+    let mut got = out.rejected_reasons.clone();
+    got.sort();
+    assert_eq!(got, vec!["invalid time", "invalid time", "time out of range"]);
+}
+
+#[test]
+fn time_format_unix_ms() {
+    let input = time_lines(&["1714521600000", "1714521600", "1714521600000.75", "\"1714521600000\""]);
+    let out = run_case(&time_cfg("unix_ms"), &input);
+    check(&out, vec![ms_row(1_714_521_600, 1), ms_row(T0, 2)], counts(4, 3, 0, 0, 1));
+    assert_eq!(out.rejected_reasons, vec!["invalid time"]);
+}
+
+#[test]
+fn time_format_rfc3339() {
+    let input = time_lines(&["\"2024-05-01T00:00:00Z\"", "\"2024-05-01T00:00:00.001+00:00\"", "1714521600", "\"1714521600\""]);
+    let out = run_case(&time_cfg("rfc3339"), &input);
+    check(&out, vec![ms_row(T0, 1), ms_row(T0 + 1, 1)], counts(4, 2, 0, 0, 2));
+    assert_eq!(out.rejected_reasons, vec!["invalid time", "invalid time"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// configuration errors and the output format
+
+#[test]
+fn slide_must_divide_size() {
+    let cfg = format!("{FIELDS}\n[[windows]]\nname = \"w\"\nsize = \"1h\"\nslide = \"25m\"\n");
+    let (o, _s) = run_case_raw(&cfg, &ndjson(&[&ev("a", T0, "x")]), &[]);
+    assert!(!o.status.success(), "a slide that does not divide the size must be refused");
+}
+
+#[test]
+fn lookup_with_an_empty_value_is_an_error_at_load_time() {
+    let cfg = format!("{FIELDS}\n[[dimensions]]\nname = \"campaign\"\nfield = \"m\"\nlookup = \"c.csv\"\n{HOURLY}");
+    let (o, _s) = run_case_raw(&cfg, &ndjson(&[&ev("a", T0, "x")]), &[("c.csv", "key,value\nm1,A\nm2,\n")]);
+    assert!(!o.status.success(), "an empty value in a lookup CSV must be refused");
+    let (o, _s) = run_case_raw(&cfg, &ndjson(&[&ev("a", T0, "x")]), &[("c.csv", "key,value\nm1,A\n")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn output_schema_and_summary_keys() {
+    use arrow_schema::{DataType, TimeUnit};
+    let cfg = format!("{FIELDS}\n[[dimensions]]\nname = \"browser\"\nfield = \"b\"\n{HOURLY}");
+    let out = run_case(&cfg, &ndjson(&[r#"{"u":"a","t":1714521600000,"e":"x","b":"chrome"}"#]));
+    check(
+        &out,
+        vec![total("x", "hourly", T0, T0 + H, 1, 1), dim("x", "browser", "chrome", "hourly", T0, T0 + H, 1, 1)],
+        counts(1, 1, 0, 0, 0),
+    );
+    let parts = common::part_files(&out.out);
+    assert!(!parts.is_empty());
+    for p in parts {
+        let f = std::fs::File::open(&p).unwrap();
+        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+        let schema = b.schema();
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        let want: Vec<(&str, DataType, bool)> = vec![
+            ("event_type", DataType::Utf8, false),
+            ("dimension", DataType::Utf8, true),
+            ("value", DataType::Utf8, true),
+            ("window", DataType::Utf8, false),
+            ("window_start", ts.clone(), false),
+            ("window_end", ts, false),
+            ("unique_users", DataType::UInt64, false),
+            ("events", DataType::UInt64, false),
+        ];
+        assert_eq!(schema.fields().len(), want.len(), "{schema:?}");
+        for (f, (name, ty, nullable)) in schema.fields().iter().zip(want) {
+            assert_eq!(f.name(), name);
+            assert_eq!(f.data_type(), &ty, "type of {name}");
+            if !nullable {
+                // a nullable declaration is tolerated for the others; dimension and value must allow NULL
+            } else {
+                assert!(f.is_nullable(), "{name} must be nullable");
+            }
+        }
+    }
+    for k in ["lines", "counted", "duplicates", "late", "rejected", "rows", "files", "rows_per_window"] {
+        assert!(out.summary.get(k).is_some(), "_summary.json lacks `{k}`: {}", out.summary);
+    }
+    assert_eq!(out.summary["rows"].as_u64(), Some(2));
+}
