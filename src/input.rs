@@ -401,10 +401,13 @@ fn read_zstd(
             || consumed >= data.len() as u64 && filled < BLOCK_BYTES;
         if decoded > skip || done {
             let cut = skip.saturating_sub(start).min(filled as u64) as usize;
+            if cut > 0 {
+                buf.drain(..cut);
+            }
             let block = Block {
                 file: fi,
                 offset: start + cut as u64,
-                data: buf[cut..].to_vec(),
+                data: buf,
                 consumed,
                 last: done,
             };

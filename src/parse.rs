@@ -391,7 +391,11 @@ impl Parser {
                     Some(xxh3_64_with_seed(text.as_bytes(), user_hash))
                 }
                 t => {
-                    return Err(self.wrong(self.event_id.unwrap_or(0), "a string or an integer", t));
+                    return Err(self.wrong(
+                        self.event_id.unwrap_or(0),
+                        "a string or an integer",
+                        t,
+                    ));
                 }
             },
         };

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use hashbrown::HashMap;
 use rayon::prelude::*;
 
 use crate::config::Config;
@@ -322,29 +321,31 @@ impl Engine<'_> {
 
     /// Merges the partitions' fired counts, sorts them and hands them to the sink.
     fn emit_fired(&mut self) -> Result<()> {
-        let mut merged: HashMap<(u16, i64, u64), (u64, u64, usize, u32)> = HashMap::new();
+        // (spec, window, key hash, partition, key id, unique, events). Sorting by integers keeps this
+        // cheap; within a window, rows are ordered by key hash: stable across runs and thread counts.
+        let mut rows: Vec<(u16, i64, u64, u32, u32, u64, u64)> = Vec::new();
         for (pi, p) in self.parts.iter().enumerate() {
-            for f in &p.fired {
+            rows.extend(p.fired.iter().map(|f| {
                 let hash = p.state.keys[f.key as usize].hash;
-                let e = merged
-                    .entry((f.spec, f.window, hash))
-                    .or_insert((0, 0, pi, f.key));
-                e.0 += f.unique;
-                e.1 += f.events;
-            }
+                (f.spec, f.window, hash, pi as u32, f.key, f.unique, f.events)
+            }));
         }
-        if merged.is_empty() {
+        if rows.is_empty() {
             return Ok(());
         }
-        let mut rows: Vec<_> = merged.into_iter().collect();
-        let parts = &self.parts;
-        let strings = |pi: usize, key: u32| &parts[pi].state.keys[key as usize].strings;
-        rows.sort_unstable_by(|a, b| {
-            let (ka, kb) = (strings(a.1.2, a.1.3), strings(b.1.2, b.1.3));
-            (a.0.0, a.0.1).cmp(&(b.0.0, b.0.1)).then_with(|| ka.cmp(kb))
-        });
-        for ((spec, window, _), (unique, events, pi, key)) in rows {
-            let s = strings(pi, key);
+        rows.sort_unstable_by_key(|r| (r.0, r.1, r.2));
+        let mut per_window = vec![0u64; self.config.windows.specs.len()];
+        let mut i = 0;
+        while i < rows.len() {
+            // Partitions hold disjoint users, so counts of the same (window, key) add up.
+            let (spec, window, hash, pi, key, mut unique, mut events) = rows[i];
+            i += 1;
+            while i < rows.len() && (rows[i].0, rows[i].1, rows[i].2) == (spec, window, hash) {
+                unique += rows[i].5;
+                events += rows[i].6;
+                i += 1;
+            }
+            let s = &self.parts[pi as usize].state.keys[key as usize].strings;
             let spec_ref = &self.config.windows.specs[spec as usize];
             let dim = s
                 .dimension
@@ -359,12 +360,17 @@ impl Engine<'_> {
                 unique,
                 events,
             );
-            *self
-                .summary
-                .rows_per_window
-                .entry(spec_ref.name.clone())
-                .or_default() += 1;
+            per_window[spec as usize] += 1;
             self.summary.rows += 1;
+        }
+        for (spec, n) in self.config.windows.specs.iter().zip(per_window) {
+            if n > 0 {
+                *self
+                    .summary
+                    .rows_per_window
+                    .entry(spec.name.clone())
+                    .or_default() += n;
+            }
         }
         let batch = self.rows.finish()?;
         if let Some(tx) = &self.sink {
@@ -634,8 +640,8 @@ fn drive(engine: &mut Engine, opts: &RunOptions) -> Result<()> {
                 }) => {
                     if !started || file != pos.file {
                         if started && !buf.is_empty() {
-                            let whole = std::mem::take(&mut buf);
-                            engine.batch(&whole, pos)?;
+                            engine.batch(&buf, pos)?;
+                            buf.clear();
                         }
                         if started && file != pos.file {
                             engine.done_bytes += engine.files[pos.file].size;
@@ -652,16 +658,17 @@ fn drive(engine: &mut Engine, opts: &RunOptions) -> Result<()> {
                     }
                     buf.extend_from_slice(&data);
                     if last {
-                        let whole = std::mem::take(&mut buf);
-                        engine.batch(&whole, pos)?;
+                        engine.batch(&buf, pos)?;
+                        buf.clear();
                     } else if buf.len() >= BATCH_BYTES {
                         if let Some(cut) = memchr::memrchr(b'\n', &buf) {
-                            let rest = buf.split_off(cut + 1);
-                            let lines = memchr::memchr_iter(b'\n', &buf).count() as u64;
-                            engine.batch(&buf, pos)?;
-                            pos.offset += buf.len() as u64;
+                            let whole = &buf[..cut + 1];
+                            let lines = memchr::memchr_iter(b'\n', whole).count() as u64;
+                            engine.batch(whole, pos)?;
+                            pos.offset += whole.len() as u64;
                             pos.line += lines;
-                            buf = rest;
+                            // Keep the partial last line; the buffer's capacity is reused.
+                            buf.drain(..cut + 1);
                         }
                     }
                     if let Some(bar) = &engine.progress {
@@ -684,8 +691,8 @@ fn drive(engine: &mut Engine, opts: &RunOptions) -> Result<()> {
                     reason,
                 } => {
                     if file == pos.file && !buf.is_empty() {
-                        let whole = std::mem::take(&mut buf);
-                        engine.batch(&whole, pos)?;
+                        engine.batch(&buf, pos)?;
+                        buf.clear();
                     }
                     let msg = format!(
                         "{}: at byte {offset}: {reason}",
@@ -699,8 +706,8 @@ fn drive(engine: &mut Engine, opts: &RunOptions) -> Result<()> {
             }
         }
         if !buf.is_empty() {
-            let whole = std::mem::take(&mut buf);
-            engine.batch(&whole, pos)?;
+            engine.batch(&buf, pos)?;
+            buf.clear();
         }
         // End of input: every window still open fires.
         for p in &mut engine.parts {

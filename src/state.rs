@@ -86,6 +86,8 @@ pub struct PartitionState {
     slab: Vec<PaneSet>,
     free: Vec<u32>,
     spill: HashMap<(u32, u8), BTreeSet<i64>>,
+    /// `seen.len()` right after the last prune: pruning again waits until it has grown by half.
+    pruned_len: usize,
     pub dedup: Dedup,
     parser: Parser,
 }
@@ -112,6 +114,7 @@ impl PartitionState {
             slab: Vec::new(),
             free: Vec::new(),
             spill: HashMap::new(),
+            pruned_len: 0,
             dedup: Dedup::new(ttl),
             parser,
         }
@@ -264,8 +267,14 @@ impl PartitionState {
                 );
             }
         }
-        if advanced {
+        // Pruning scans the whole map; doing it only once the map grew by half since the last scan
+        // keeps the cost amortised O(1) per entry while memory stays within 1.5× the live set.
+        if advanced && self.seen.len() >= 4096 + self.pruned_len + self.pruned_len / 2 {
             self.prune_seen();
+            self.pruned_len = self.seen.len();
+        }
+        if advanced {
+            self.dedup.prune(wm.unwrap_or(Millis::MAX));
         }
     }
 

@@ -7,16 +7,21 @@
 
 mod common;
 
-use common::{Counts, DAY, HOUR, MIN, Output, Row, Scratch, T0, assert_rows_eq, dim, ndjson, run_case, run_case_raw, run_case_with, sorted, total};
+use common::{
+    Counts, DAY, HOUR, MIN, Output, Row, Scratch, T0, assert_rows_eq, dim, ndjson, run_case,
+    run_case_raw, run_case_with, sorted, total,
+};
 
 const H: i64 = HOUR;
 
 /// `[fields]` with `u`, `t`, `e` (and `id` for dedup).
 const FIELDS: &str = "[fields]\nuser = \"u\"\ntime = \"t\"\nevent_type = \"e\"\n";
-const FIELDS_ID: &str = "[fields]\nuser = \"u\"\ntime = \"t\"\nevent_type = \"e\"\nevent_id = \"id\"\n";
+const FIELDS_ID: &str =
+    "[fields]\nuser = \"u\"\ntime = \"t\"\nevent_type = \"e\"\nevent_id = \"id\"\n";
 const HOURLY: &str = "\n[[windows]]\nname = \"hourly\"\nsize = \"1h\"\n";
 /// The watermark is the largest time so far, updated after every event.
-const WM_MAX_EVERY_EVENT: &str = "\n[watermark]\nstrategy = \"max\"\ninterval = 1\nmax_out_of_orderness = \"0s\"\n";
+const WM_MAX_EVERY_EVENT: &str =
+    "\n[watermark]\nstrategy = \"max\"\ninterval = 1\nmax_out_of_orderness = \"0s\"\n";
 
 fn ev(u: &str, t: i64, e: &str) -> String {
     format!(r#"{{"u":"{u}","t":{t},"e":"{e}"}}"#)
@@ -31,7 +36,13 @@ fn lines(ls: &[String]) -> Vec<u8> {
 }
 
 fn counts(lines: u64, counted: u64, duplicates: u64, late: u64, rejected: u64) -> Counts {
-    Counts { lines, counted, duplicates, late, rejected }
+    Counts {
+        lines,
+        counted,
+        duplicates,
+        late,
+        rejected,
+    }
 }
 
 #[track_caller]
@@ -53,7 +64,14 @@ fn tumbling_window_edges() {
         ev("d", T0 + 2 * H - 1, "x"),
     ]);
     let out = run_case(&cfg, &input);
-    check(&out, vec![total("x", "hourly", T0, T0 + H, 2, 2), total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2)], counts(4, 4, 0, 0, 0));
+    check(
+        &out,
+        vec![
+            total("x", "hourly", T0, T0 + H, 2, 2),
+            total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2),
+        ],
+        counts(4, 4, 0, 0, 0),
+    );
 }
 
 #[test]
@@ -113,10 +131,22 @@ fn sliding_windows() {
 
 #[test]
 fn sliding_24h_by_1h_has_24_windows() {
-    let cfg = format!("{FIELDS}\n[[windows]]\nname = \"last-24h\"\nsize = \"24h\"\nslide = \"1h\"\n");
+    let cfg =
+        format!("{FIELDS}\n[[windows]]\nname = \"last-24h\"\nsize = \"24h\"\nslide = \"1h\"\n");
     let out = run_case(&cfg, &lines(&[ev("a", T0 + 2 * H + 30 * MIN, "x")]));
     // windows starting T0-21h, T0-20h, …, T0+2h
-    let expected: Vec<Row> = (0..24).map(|k| total("x", "last-24h", T0 - 21 * H + k * H, T0 + 3 * H + k * H, 1, 1)).collect();
+    let expected: Vec<Row> = (0..24)
+        .map(|k| {
+            total(
+                "x",
+                "last-24h",
+                T0 - 21 * H + k * H,
+                T0 + 3 * H + k * H,
+                1,
+                1,
+            )
+        })
+        .collect();
     check(&out, expected, counts(1, 1, 0, 0, 0));
 }
 
@@ -160,10 +190,10 @@ fn fan_out_to_total_and_each_present_dimension() {
         r#"{"u":"b@x.COM","t":1714521600000,"e":"open","b":"firefox","m":"m2"}"#,
         r#"{"u":"a@X.com","t":1714521600000,"e":"open","b":"chrome","m":"m9"}"#, // lookup miss
         r#"{"u":"c@y.org","t":1714521600000,"e":"open","m":""}"#,                // no b; empty m
-        r#"{"u":"d@y.org","t":1714521600000,"e":"open","b":null,"m":null}"#,      // nulls
-        r#"{"u":"noat","t":1714521600000,"e":"open","b":"","m":"m3"}"#,          // no provider; empty b
-        r#"{"u":"trail@","t":1714521600000,"e":"open","b":"chrome"}"#,           // nothing after @
-        r#"{"u":"x@a@Y.ORG","t":1714521600000,"e":"open"}"#,                     // the last @ counts
+        r#"{"u":"d@y.org","t":1714521600000,"e":"open","b":null,"m":null}"#,     // nulls
+        r#"{"u":"noat","t":1714521600000,"e":"open","b":"","m":"m3"}"#, // no provider; empty b
+        r#"{"u":"trail@","t":1714521600000,"e":"open","b":"chrome"}"#,  // nothing after @
+        r#"{"u":"x@a@Y.ORG","t":1714521600000,"e":"open"}"#,            // the last @ counts
     ]);
     let out = run_case_with(&cfg, &input, &[("campaigns.csv", CAMPAIGNS_CSV)]);
     let w = |d: &str, v: &str, uu: u64, n: u64| dim("open", d, v, "hourly", T0, T0 + H, uu, n);
@@ -184,7 +214,9 @@ fn fan_out_to_total_and_each_present_dimension() {
 
 #[test]
 fn email_domain_is_ascii_lowercased() {
-    let cfg = format!("{FIELDS}\n[[dimensions]]\nname = \"provider\"\nfield = \"u\"\nextract = \"email_domain\"\n{HOURLY}");
+    let cfg = format!(
+        "{FIELDS}\n[[dimensions]]\nname = \"provider\"\nfield = \"u\"\nextract = \"email_domain\"\n{HOURLY}"
+    );
     let input = ndjson(&[
         r#"{"u":"A@Gmail.COM","t":1714521600000,"e":"x"}"#,
         r#"{"u":"b@gmail.com","t":1714521600000,"e":"x"}"#,
@@ -209,21 +241,23 @@ fn email_domain_is_ascii_lowercased() {
 
 #[test]
 fn duplicate_ttl_boundary() {
-    let cfg = format!("{FIELDS_ID}\n[dedup]\nttl = \"1h\"\n{WM_MAX_EVERY_EVENT}allowed_lateness = \"unbounded\"\n{HOURLY}");
+    let cfg = format!(
+        "{FIELDS_ID}\n[dedup]\nttl = \"1h\"\n{WM_MAX_EVERY_EVENT}allowed_lateness = \"unbounded\"\n{HOURLY}"
+    );
     let input = ndjson(&[
         // (wm this event sees) → outcome
-        &evi("u", T0, "x", "1"),          // −∞: counted; expiry T0+1h
-        &evi("v", T0 + H - 1, "x", "x"),  // T0: counted
-        &evi("u", T0, "x", "1"),          // T0+1h−1 < expiry: duplicate
-        &evi("v", T0 + H, "x", "y"),      // counted
-        &evi("u", T0, "x", "1"),          // T0+1h = expiry: counted again; expiry max(T0, T0+1h)+1h = T0+2h
-        &evi("u", T0, "x", "1"),          // T0+1h: duplicate
+        &evi("u", T0, "x", "1"),             // −∞: counted; expiry T0+1h
+        &evi("v", T0 + H - 1, "x", "x"),     // T0: counted
+        &evi("u", T0, "x", "1"),             // T0+1h−1 < expiry: duplicate
+        &evi("v", T0 + H, "x", "y"),         // counted
+        &evi("u", T0, "x", "1"), // T0+1h = expiry: counted again; expiry max(T0, T0+1h)+1h = T0+2h
+        &evi("u", T0, "x", "1"), // T0+1h: duplicate
         &evi("w", T0 + 2 * H - 1, "x", "z"), // counted
-        &evi("u", T0, "x", "1"),          // T0+2h−1: duplicate
+        &evi("u", T0, "x", "1"), // T0+2h−1: duplicate
         &evi("w", T0 + 2 * H, "x", "z2"), // counted
-        &evi("u", T0, "x", "1"),          // T0+2h: counted again
-        &evi("v", T0, "x", "1"),          // another user, same id: counted
-        &ev("q", T0 + 2 * H, "x"),        // no id: never a duplicate
+        &evi("u", T0, "x", "1"), // T0+2h: counted again
+        &evi("v", T0, "x", "1"), // another user, same id: counted
+        &ev("q", T0 + 2 * H, "x"), // no id: never a duplicate
         &ev("q", T0 + 2 * H, "x"),
         r#"{"u":"r","t":1714528800000,"e":"x","id":null}"#, // id null: never a duplicate
         r#"{"u":"r","t":1714528800000,"e":"x","id":null}"#,
@@ -232,8 +266,8 @@ fn duplicate_ttl_boundary() {
     check(
         &out,
         vec![
-            total("x", "hourly", T0, T0 + H, 2, 5),          // u ×3 (1st, 5th, 10th line), v ×2
-            total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2),  // v, w
+            total("x", "hourly", T0, T0 + H, 2, 5), // u ×3 (1st, 5th, 10th line), v ×2
+            total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2), // v, w
             total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 3, 5), // w, q ×2, r ×2
         ],
         counts(15, 12, 3, 0, 0),
@@ -249,7 +283,11 @@ fn integer_ids_are_ids() {
         r#"{"u":"a","t":1714521600000,"e":"x","id":18}"#,
     ]);
     let out = run_case(&cfg, &input);
-    check(&out, vec![total("x", "hourly", T0, T0 + H, 1, 2)], counts(3, 2, 1, 0, 0));
+    check(
+        &out,
+        vec![total("x", "hourly", T0, T0 + H, 1, 2)],
+        counts(3, 2, 1, 0, 0),
+    );
 }
 
 #[test]
@@ -257,12 +295,18 @@ fn no_event_id_field_means_no_dedup() {
     let cfg = format!("{FIELDS}{HOURLY}");
     let line = r#"{"u":"a","t":1714521600000,"e":"x","id":"same"}"#;
     let out = run_case(&cfg, &ndjson(&[line, line, line]));
-    check(&out, vec![total("x", "hourly", T0, T0 + H, 1, 3)], counts(3, 3, 0, 0, 0));
+    check(
+        &out,
+        vec![total("x", "hourly", T0, T0 + H, 1, 3)],
+        counts(3, 3, 0, 0, 0),
+    );
 }
 
 #[test]
 fn duplicate_check_comes_before_lateness_and_late_events_are_not_recorded() {
-    let cfg = format!("{FIELDS_ID}\n[dedup]\nttl = \"24h\"\n{WM_MAX_EVERY_EVENT}allowed_lateness = \"0s\"\n{HOURLY}");
+    let cfg = format!(
+        "{FIELDS_ID}\n[dedup]\nttl = \"24h\"\n{WM_MAX_EVERY_EVENT}allowed_lateness = \"0s\"\n{HOURLY}"
+    );
     let l4 = evi("w", T0 + 30 * MIN, "x", "3");
     let input = ndjson(&[
         &evi("u", T0, "x", "1"),         // counted; expiry T0+24h
@@ -275,7 +319,10 @@ fn duplicate_check_comes_before_lateness_and_late_events_are_not_recorded() {
     let out = run_case(&cfg, &input);
     check(
         &out,
-        vec![total("x", "hourly", T0, T0 + H, 1, 1), total("x", "hourly", T0 + 3 * H, T0 + 4 * H, 2, 2)],
+        vec![
+            total("x", "hourly", T0, T0 + H, 1, 1),
+            total("x", "hourly", T0 + 3 * H, T0 + 4 * H, 2, 2),
+        ],
         counts(6, 3, 1, 2, 0),
     );
     assert_eq!(String::from_utf8_lossy(&out.late), format!("{l4}\n{l4}\n"));
@@ -285,7 +332,9 @@ fn duplicate_check_comes_before_lateness_and_late_events_are_not_recorded() {
 fn historical_redelivery_is_caught() {
     // expiry = max(event time, wm when first seen) + ttl: a years-old event's copies arriving close
     // together are duplicates, although its own time + ttl passed long ago
-    let cfg = format!("{FIELDS_ID}\n[dedup]\nttl = \"24h\"\n{WM_MAX_EVERY_EVENT}allowed_lateness = \"unbounded\"\n{HOURLY}");
+    let cfg = format!(
+        "{FIELDS_ID}\n[dedup]\nttl = \"24h\"\n{WM_MAX_EVERY_EVENT}allowed_lateness = \"unbounded\"\n{HOURLY}"
+    );
     let old = r#"{"u":"old","t":"2019-05-01T12:00:00Z","e":"x","id":"9"}"#;
     let input = ndjson(&[
         &evi("a", T0, "x", "1"),
@@ -318,13 +367,16 @@ fn lateness_boundary() {
         &ev("a", T0 + H + 30 * MIN - 1, "x"),
         &ev("b", T0 + 10 * MIN, "x"), // wm = T0+1h30m−1 = end + lateness − 1 ms: not late
         &ev("c", T0 + H + 30 * MIN, "x"),
-        &late,                  // wm = T0+1h30m = end + lateness: late
+        &late,                 // wm = T0+1h30m = end + lateness: late
         &ev("e", T0 + H, "x"), // its window [T0+1h, T0+2h) is open
     ]);
     let out = run_case(&cfg, &input);
     check(
         &out,
-        vec![total("x", "hourly", T0, T0 + H, 1, 1), total("x", "hourly", T0 + H, T0 + 2 * H, 3, 3)],
+        vec![
+            total("x", "hourly", T0, T0 + H, 1, 1),
+            total("x", "hourly", T0 + H, T0 + 2 * H, 3, 3),
+        ],
         counts(5, 4, 0, 1, 0),
     );
     assert_eq!(String::from_utf8_lossy(&out.late), format!("{late}\n"));
@@ -354,10 +406,17 @@ fn lateness_uses_the_earliest_end_of_any_containing_window() {
         vec![
             total("x", "q15", T0 + H + 45 * MIN, T0 + 2 * H, 2, 2), // c, e
             total("x", "q15", T0 + 2 * H, T0 + 2 * H + 15 * MIN, 2, 2), // a, d
-            total("x", "q15", T0 + 2 * H + 15 * MIN, T0 + 2 * H + 30 * MIN, 1, 1), // f
-            total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2),          // c, e
-            total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 3, 3),      // a, d, f
-            total("x", "3h", T0 - H, T0 + 2 * H, 2, 2),              // c, e
+            total(
+                "x",
+                "q15",
+                T0 + 2 * H + 15 * MIN,
+                T0 + 2 * H + 30 * MIN,
+                1,
+                1,
+            ), // f
+            total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2),         // c, e
+            total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 3, 3),     // a, d, f
+            total("x", "3h", T0 - H, T0 + 2 * H, 2, 2),             // c, e
             total("x", "3h", T0, T0 + 3 * H, 5, 5),
             total("x", "3h", T0 + H, T0 + 4 * H, 5, 5),
             total("x", "3h", T0 + 2 * H, T0 + 5 * H, 3, 3), // a, d, f
@@ -369,7 +428,9 @@ fn lateness_uses_the_earliest_end_of_any_containing_window() {
 
 #[test]
 fn sliding_window_lateness_uses_its_first_window() {
-    let cfg = format!("{FIELDS}{WM_MAX_EVERY_EVENT}allowed_lateness = \"0s\"\n\n[[windows]]\nname = \"3h\"\nsize = \"3h\"\nslide = \"1h\"\n");
+    let cfg = format!(
+        "{FIELDS}{WM_MAX_EVERY_EVENT}allowed_lateness = \"0s\"\n\n[[windows]]\nname = \"3h\"\nsize = \"3h\"\nslide = \"1h\"\n"
+    );
     let input = lines(&[
         ev("a", T0 + 3 * H - 1, "x"),
         ev("b", T0 + 2 * H + 30 * MIN, "x"), // first window [T0, T0+3h): wm T0+3h−1: not late
@@ -413,7 +474,10 @@ fn median_watermark_shrugs_off_one_fast_clock() {
     let out = run_case(&cfg, &fast_clock_input());
     check(
         &out,
-        vec![total("x", "hourly", T0, T0 + H, 2, 10), total("x", "hourly", T0 + 8 * H, T0 + 9 * H, 1, 1)],
+        vec![
+            total("x", "hourly", T0, T0 + H, 2, 10),
+            total("x", "hourly", T0 + 8 * H, T0 + 9 * H, 1, 1),
+        ],
         counts(11, 11, 0, 0, 0),
     );
     assert!(out.late.is_empty());
@@ -428,10 +492,15 @@ fn max_watermark_follows_one_fast_clock() {
     // after the fast event wm = T0+8h5m−10m: minutes 6..9 are late
     check(
         &out,
-        vec![total("x", "hourly", T0, T0 + H, 2, 6), total("x", "hourly", T0 + 8 * H, T0 + 9 * H, 1, 1)],
+        vec![
+            total("x", "hourly", T0, T0 + H, 2, 6),
+            total("x", "hourly", T0 + 8 * H, T0 + 9 * H, 1, 1),
+        ],
         counts(11, 7, 0, 4, 0),
     );
-    let expected: Vec<String> = (6..=9).map(|m| ev(if m % 2 == 0 { "a" } else { "b" }, T0 + m * MIN, "x")).collect();
+    let expected: Vec<String> = (6..=9)
+        .map(|m| ev(if m % 2 == 0 { "a" } else { "b" }, T0 + m * MIN, "x"))
+        .collect();
     assert_eq!(out.late, lines(&expected));
 }
 
@@ -455,7 +524,10 @@ fn median_is_the_lower_median_and_the_watermark_never_goes_back() {
     let out = run_case(&wm_cfg("median", 2, 2, "0s"), &input);
     check(
         &out,
-        vec![total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2), total("x", "hourly", T0 + 5 * H, T0 + 6 * H, 1, 1)],
+        vec![
+            total("x", "hourly", T0 + H, T0 + 2 * H, 2, 2),
+            total("x", "hourly", T0 + 5 * H, T0 + 6 * H, 1, 1),
+        ],
         counts(5, 3, 0, 2, 0),
     );
 }
@@ -468,12 +540,15 @@ fn watermark_moves_only_every_interval_events() {
         ev("u1", T0 + 3 * H, "x"),
         ev("u2", T0 + H + 30 * MIN, "x"), // wm still −∞: not late (it would be under wm = 3h)
         ev("u3", T0 + 2 * H + 30 * MIN, "x"), // wm = median{3h, 3h, 1h30m} = 3h = E: late
-        ev("u4", T0 + H + 59 * MIN, "x"),     // late
+        ev("u4", T0 + H + 59 * MIN, "x"), // late
     ]);
     let out = run_case(&wm_cfg("median", 10, 3, "0s"), &input);
     check(
         &out,
-        vec![total("x", "hourly", T0 + H, T0 + 2 * H, 1, 1), total("x", "hourly", T0 + 3 * H, T0 + 4 * H, 2, 2)],
+        vec![
+            total("x", "hourly", T0 + H, T0 + 2 * H, 1, 1),
+            total("x", "hourly", T0 + 3 * H, T0 + 4 * H, 2, 2),
+        ],
         counts(5, 3, 0, 2, 0),
     );
 }
@@ -491,7 +566,10 @@ fn median_sample_is_the_last_n_accepted_events() {
     let out = run_case(&wm_cfg("median", 2, 1, "0s"), &input);
     check(
         &out,
-        vec![total("x", "hourly", T0, T0 + H, 2, 2), total("x", "hourly", T0 + 5 * H, T0 + 6 * H, 2, 2)],
+        vec![
+            total("x", "hourly", T0, T0 + H, 2, 2),
+            total("x", "hourly", T0 + 5 * H, T0 + 6 * H, 2, 2),
+        ],
         counts(5, 4, 0, 1, 0),
     );
 }
@@ -499,14 +577,17 @@ fn median_sample_is_the_last_n_accepted_events() {
 #[test]
 fn max_out_of_orderness_is_subtracted() {
     let input = lines(&[
-        ev("u0", T0 + 2 * H, "x"),  // wm → 2h − 30m = 1h30m
+        ev("u0", T0 + 2 * H, "x"),    // wm → 2h − 30m = 1h30m
         ev("u1", T0 + 59 * MIN, "x"), // E = 1h ≤ wm: late
-        ev("u2", T0 + H, "x"),      // E = 2h > wm: not late
+        ev("u2", T0 + H, "x"),        // E = 2h > wm: not late
     ]);
     let out = run_case(&wm_cfg("max", 10, 1, "30m"), &input);
     check(
         &out,
-        vec![total("x", "hourly", T0 + H, T0 + 2 * H, 1, 1), total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 1, 1)],
+        vec![
+            total("x", "hourly", T0 + H, T0 + 2 * H, 1, 1),
+            total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 1, 1),
+        ],
         counts(3, 2, 0, 1, 0),
     );
 }
@@ -514,7 +595,9 @@ fn max_out_of_orderness_is_subtracted() {
 #[test]
 fn duplicates_and_late_events_still_move_the_watermark() {
     // the watermark depends on every accepted event's time, counted or not
-    let cfg = format!("{FIELDS_ID}\n[watermark]\nstrategy = \"median\"\nsample = 3\ninterval = 3\nmax_out_of_orderness = \"0s\"\nallowed_lateness = \"0s\"\n{HOURLY}");
+    let cfg = format!(
+        "{FIELDS_ID}\n[watermark]\nstrategy = \"median\"\nsample = 3\ninterval = 3\nmax_out_of_orderness = \"0s\"\nallowed_lateness = \"0s\"\n{HOURLY}"
+    );
     let input = lines(&[
         evi("a", T0 + 5 * H, "x", "1"),
         evi("a", T0 + 5 * H, "x", "1"), // duplicate, its time still counts
@@ -529,7 +612,10 @@ fn duplicates_and_late_events_still_move_the_watermark() {
     let out = run_case(&cfg, &input);
     check(
         &out,
-        vec![total("x", "hourly", T0, T0 + H, 1, 1), total("x", "hourly", T0 + 5 * H, T0 + 6 * H, 2, 2)],
+        vec![
+            total("x", "hourly", T0, T0 + H, 1, 1),
+            total("x", "hourly", T0 + 5 * H, T0 + 6 * H, 2, 2),
+        ],
         counts(7, 3, 1, 3, 0),
     );
 }
@@ -537,7 +623,11 @@ fn duplicates_and_late_events_still_move_the_watermark() {
 #[test]
 fn unbounded_lateness_makes_nothing_late() {
     let cfg = format!("{FIELDS}{WM_MAX_EVERY_EVENT}allowed_lateness = \"unbounded\"\n{HOURLY}");
-    let input = lines(&[ev("a", T0 + 100 * DAY, "x"), ev("b", T0, "x"), ev("c", 0, "x")]);
+    let input = lines(&[
+        ev("a", T0 + 100 * DAY, "x"),
+        ev("b", T0, "x"),
+        ev("c", 0, "x"),
+    ]);
     let out = run_case(&cfg, &input);
     check(
         &out,
@@ -567,7 +657,11 @@ fn late_line_is_written_byte_for_byte() {
     input.extend_from_slice(crlf.as_bytes());
     input.extend_from_slice(b"\r\n"); // the line ends before `\r\n`
     let out = run_case(&cfg, &input);
-    check(&out, vec![total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 1, 1)], counts(3, 1, 0, 2, 0));
+    check(
+        &out,
+        vec![total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 1, 1)],
+        counts(3, 1, 0, 2, 0),
+    );
     let expected = format!("{odd}\n{crlf}\n");
     assert_eq!(
         out.late,
@@ -596,38 +690,108 @@ fn rejected_lines_reasons_and_no_influence() {
     let rows: Vec<(Vec<u8>, Option<&str>)> = vec![
         (evi("a", t, "x", "1").into(), None), // counted; wm → T0
         // none of these may move the watermark (their times are 10 h ahead) or record an id
-        (format!(r#"{{"u":"z","t":{far},"e":""}}"#).into(), Some("missing event type")),
-        (format!(r#"{{"u":"b","t":{far},"e":"x","b":5}}"#).into(), Some("wrong type")),
-        (format!(r#"{{"u":"b","t":{},"e":"x","id":"7","b":true}}"#, T0 + 30 * MIN).into(), Some("wrong type")),
-        (format!(r#"{{"u":"b","t":{},"e":"x","id":"7"}}"#, T0 + 30 * MIN).into(), None), // not a duplicate
+        (
+            format!(r#"{{"u":"z","t":{far},"e":""}}"#).into(),
+            Some("missing event type"),
+        ),
+        (
+            format!(r#"{{"u":"b","t":{far},"e":"x","b":5}}"#).into(),
+            Some("wrong type"),
+        ),
+        (
+            format!(
+                r#"{{"u":"b","t":{},"e":"x","id":"7","b":true}}"#,
+                T0 + 30 * MIN
+            )
+            .into(),
+            Some("wrong type"),
+        ),
+        (
+            format!(r#"{{"u":"b","t":{},"e":"x","id":"7"}}"#, T0 + 30 * MIN).into(),
+            None,
+        ), // not a duplicate
         (b"not json".to_vec(), Some("invalid json")),
-        (format!(r#"{{"u":"b","t":{far},"e":"x""#).into(), Some("invalid json")),
+        (
+            format!(r#"{{"u":"b","t":{far},"e":"x""#).into(),
+            Some("invalid json"),
+        ),
         (b"[1,2]".to_vec(), Some("not an object")),
         (b"\"str\"".to_vec(), Some("not an object")),
-        (format!(r#"{{"t":{far},"e":"x"}}"#).into(), Some("missing user")),
-        (format!(r#"{{"u":null,"t":{far},"e":"x"}}"#).into(), Some("missing user")),
-        (format!(r#"{{"u":"","t":{far},"e":"x"}}"#).into(), Some("missing user")),
-        (format!(r#"{{"u":5,"t":{far},"e":"x"}}"#).into(), Some("wrong type")),
+        (
+            format!(r#"{{"t":{far},"e":"x"}}"#).into(),
+            Some("missing user"),
+        ),
+        (
+            format!(r#"{{"u":null,"t":{far},"e":"x"}}"#).into(),
+            Some("missing user"),
+        ),
+        (
+            format!(r#"{{"u":"","t":{far},"e":"x"}}"#).into(),
+            Some("missing user"),
+        ),
+        (
+            format!(r#"{{"u":5,"t":{far},"e":"x"}}"#).into(),
+            Some("wrong type"),
+        ),
         (br#"{"u":"c","e":"x"}"#.to_vec(), Some("missing time")),
-        (br#"{"u":"c","t":null,"e":"x"}"#.to_vec(), Some("missing time")),
-        (br#"{"u":"c","t":"soon","e":"x"}"#.to_vec(), Some("invalid time")),
-        (br#"{"u":"c","t":[1],"e":"x"}"#.to_vec(), Some("invalid time")),
-        (br#"{"u":"c","t":-1,"e":"x"}"#.to_vec(), Some("time out of range")),
-        (br#"{"u":"c","t":"2100-01-01T00:00:00Z","e":"x"}"#.to_vec(), Some("time out of range")),
-        (format!(r#"{{"u":"c","t":{far},"e":7}}"#).into(), Some("wrong type")),
-        (format!(r#"{{"u":"c","t":{far}}}"#).into(), Some("missing event type")),
-        (format!(r#"{{"u":"c","t":{far},"e":null}}"#).into(), Some("missing event type")),
-        (format!(r#"{{"u":"c","t":{far},"e":"x","id":true}}"#).into(), Some("wrong type")),
-        (format!(r#"{{"u":"c","t":{far},"e":"x","id":1.5}}"#).into(), Some("wrong type")),
-        ([&b"{\"u\":\"c\xff\",\"t\":1714521600000,\"e\":\"x\"}"[..]].concat(), Some("invalid utf-8")),
+        (
+            br#"{"u":"c","t":null,"e":"x"}"#.to_vec(),
+            Some("missing time"),
+        ),
+        (
+            br#"{"u":"c","t":"soon","e":"x"}"#.to_vec(),
+            Some("invalid time"),
+        ),
+        (
+            br#"{"u":"c","t":[1],"e":"x"}"#.to_vec(),
+            Some("invalid time"),
+        ),
+        (
+            br#"{"u":"c","t":-1,"e":"x"}"#.to_vec(),
+            Some("time out of range"),
+        ),
+        (
+            br#"{"u":"c","t":"2100-01-01T00:00:00Z","e":"x"}"#.to_vec(),
+            Some("time out of range"),
+        ),
+        (
+            format!(r#"{{"u":"c","t":{far},"e":7}}"#).into(),
+            Some("wrong type"),
+        ),
+        (
+            format!(r#"{{"u":"c","t":{far}}}"#).into(),
+            Some("missing event type"),
+        ),
+        (
+            format!(r#"{{"u":"c","t":{far},"e":null}}"#).into(),
+            Some("missing event type"),
+        ),
+        (
+            format!(r#"{{"u":"c","t":{far},"e":"x","id":true}}"#).into(),
+            Some("wrong type"),
+        ),
+        (
+            format!(r#"{{"u":"c","t":{far},"e":"x","id":1.5}}"#).into(),
+            Some("wrong type"),
+        ),
+        (
+            [&b"{\"u\":\"c\xff\",\"t\":1714521600000,\"e\":\"x\"}"[..]].concat(),
+            Some("invalid utf-8"),
+        ),
         (exact.clone().into(), None),
         (too_long.clone().into(), Some("line too long")),
         // several problems: the first in the order length, UTF-8, JSON, object, user, time, type, id
-        ([too_long.as_bytes(), b"\xff"].concat(), Some("line too long")),
+        (
+            [too_long.as_bytes(), b"\xff"].concat(),
+            Some("line too long"),
+        ),
         (b"[\xff".to_vec(), Some("invalid utf-8")),
         (br#"{"t":"bad","e":3}"#.to_vec(), Some("missing user")),
         (br#"{"u":"c","t":"bad"}"#.to_vec(), Some("invalid time")),
-        (format!(r#"{{"u":"c","t":{far},"id":true}}"#).into(), Some("missing event type")),
+        (
+            format!(r#"{{"u":"c","t":{far},"id":true}}"#).into(),
+            Some("missing event type"),
+        ),
         // still under wm = T0+30m: not late
         (ev("e", T0 + 20 * MIN, "x").into(), None),
     ];
@@ -639,12 +803,93 @@ fn rejected_lines_reasons_and_no_influence() {
     let out = run_case(&cfg, &input);
     let n = rows.len() as u64;
     let rejected = rows.iter().filter(|r| r.1.is_some()).count() as u64;
-    check(&out, vec![total("x", "hourly", T0, T0 + H, 4, 4)], counts(n, n - rejected, 0, 0, rejected));
+    check(
+        &out,
+        vec![total("x", "hourly", T0, T0 + H, 4, 4)],
+        counts(n, n - rejected, 0, 0, rejected),
+    );
     let mut want: Vec<&str> = rows.iter().filter_map(|r| r.1).collect();
     want.sort();
     let mut got: Vec<String> = out.rejected_reasons.clone();
     got.sort();
     assert_eq!(got, want, "reasons in rejected/");
+}
+
+#[test]
+fn rejected_records_locate_the_line() {
+    // each record names the file, the 1-based line in it, the byte offset of the line in the
+    // (decompressed) file, the reason, and the raw line
+    let cfg = format!("{FIELDS}{HOURLY}");
+    let s = Scratch::new();
+    let config = s.write("config.toml", &cfg);
+    let ok_a = ev("a", T0, "x");
+    let f1 = format!("{ok_a}\n\nnot json\n");
+    let ok_b = ev("b", T0, "x");
+    let f2 = format!("[1]\r\n{ok_b}\n{{\"u\":7,\"t\":1,\"e\":\"x\"}}");
+    let files = vec![
+        s.write("one.ndjson", &f1),
+        s.write_zst("two.ndjson.zst", f2.as_bytes()),
+    ];
+    let out = s.run(&files, &config, 2);
+    check(
+        &out,
+        vec![total("x", "hourly", T0, T0 + H, 2, 2)],
+        counts(5, 2, 0, 0, 3),
+    );
+    let mut got: Vec<(String, u64, u64, String, String)> = out
+        .rejected_records
+        .iter()
+        .map(|r| {
+            let file = r["file"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no `file`: {r}"));
+            let name = std::path::Path::new(file)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (
+                name,
+                r["line"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no `line`: {r}")),
+                r["offset"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no `offset`: {r}")),
+                common::reason_code(r["reason"].as_str().unwrap()).to_string(),
+                r["raw"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no `raw`: {r}"))
+                    .to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let b_len = ok_b.len() as u64;
+    let want = vec![
+        (
+            "one.ndjson".to_string(),
+            3,
+            ok_a.len() as u64 + 2,
+            "invalid json".to_string(),
+            "not json".to_string(),
+        ),
+        (
+            "two.ndjson.zst".to_string(),
+            1,
+            0,
+            "not an object".to_string(),
+            "[1]".to_string(),
+        ),
+        (
+            "two.ndjson.zst".to_string(),
+            3,
+            5 + b_len + 1,
+            "wrong type".to_string(),
+            r#"{"u":7,"t":1,"e":"x"}"#.to_string(),
+        ),
+    ];
+    assert_eq!(got, want);
 }
 
 #[test]
@@ -660,10 +905,21 @@ fn blank_lines_crlf_and_files_read_as_one_stream() {
     f1.extend_from_slice(format!("  {}  ", ev("b", T0 + MIN, "x")).as_bytes());
     let f2 = format!("\n{}\n\n", ev("c", T0 + 2 * MIN, "y"));
     let f3 = ev("d", T0 + 3 * MIN, "y");
-    let files = vec![s.write("b.ndjson", &f1), s.write_zst("a.ndjson.zst", f2.as_bytes()), s.write("c.jsonl", f3.as_bytes())];
+    let files = vec![
+        s.write("b.ndjson", &f1),
+        s.write_zst("a.ndjson.zst", f2.as_bytes()),
+        s.write("c.jsonl", f3.as_bytes()),
+    ];
     for threads in [1, 2] {
         let out = s.run(&files, &config, threads);
-        check(&out, vec![total("x", "hourly", T0, T0 + H, 2, 2), total("y", "hourly", T0, T0 + H, 2, 2)], counts(4, 4, 0, 0, 0));
+        check(
+            &out,
+            vec![
+                total("x", "hourly", T0, T0 + H, 2, 2),
+                total("y", "hourly", T0, T0 + H, 2, 2),
+            ],
+            counts(4, 4, 0, 0, 0),
+        );
     }
 }
 
@@ -671,12 +927,18 @@ fn blank_lines_crlf_and_files_read_as_one_stream() {
 // time formats
 
 fn time_cfg(format: &str) -> String {
-    format!("[fields]\nuser = \"u\"\ntime = \"t\"\ntime_format = \"{format}\"\nevent_type = \"e\"\n\n[[windows]]\nname = \"ms\"\nsize = \"1ms\"\n")
+    format!(
+        "[fields]\nuser = \"u\"\ntime = \"t\"\ntime_format = \"{format}\"\nevent_type = \"e\"\n\n[[windows]]\nname = \"ms\"\nsize = \"1ms\"\n"
+    )
 }
 
 /// One line per time value, each from another user; a 1 ms window per distinct time.
 fn time_lines(values: &[&str]) -> Vec<u8> {
-    let ls: Vec<String> = values.iter().enumerate().map(|(i, v)| format!(r#"{{"u":"u{i}","t":{v},"e":"x"}}"#)).collect();
+    let ls: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!(r#"{{"u":"u{i}","t":{v},"e":"x"}}"#))
+        .collect();
     lines(&ls)
 }
 
@@ -687,29 +949,29 @@ fn ms_row(t: i64, n: u64) -> Row {
 #[test]
 fn time_format_auto() {
     let input = time_lines(&[
-        "1714521600",                               // seconds → T0
-        "1714521600.5",                             // T0+500
-        "1714521600123",                            // ≥ 1e11: ms → T0+123
-        "1714521600123.9",                          // ms, fraction truncated → T0+123
-        "\"1714521600\"",                           // digits in a string: seconds → T0
-        "\"1714521600007\"",                        // ms → T0+7
-        "\"2024-05-01T00:00:00.999999999Z\"",       // T0+999
-        "\"2024-05-01 02:00:00.250+02:00\"",        // T0+250
-        "\"2024-04-30t23:00:00.0019-01:00\"",       // T0+1
-        "\"2024-05-01T00:00:00z\"",                 // T0
-        "100000000000",                             // exactly 1e11: ms (1973)
-        "99999999999",                              // < 1e11: seconds → year 5138: out of range
-        "0",                                        // time_min is inclusive
-        "4102444799999",                            // the last ms before 2100
-        "4102444800",                               // seconds: 2100-01-01 → out of range
-        "\"2024-05-01T00:00:00\"",                  // no offset: invalid
-        "-1",                                       // before 1970: out of range
-        "\"2024-05-01T05:30:00.5+05:30\"",          // T0+500
-        "1714521600.0019",                          // T0+1
-        "\"2024-02-29T12:00:00Z\"",                 // a leap day
-        "\"2023-02-29T12:00:00Z\"",                 // not a day: invalid
-        "\"-5\"",                                   // digits: −5 s: out of range
-        "true",                                     // invalid
+        "1714521600",                         // seconds → T0
+        "1714521600.5",                       // T0+500
+        "1714521600123",                      // ≥ 1e11: ms → T0+123
+        "1714521600123.9",                    // ms, fraction truncated → T0+123
+        "\"1714521600\"",                     // digits in a string: seconds → T0
+        "\"1714521600007\"",                  // ms → T0+7
+        "\"2024-05-01T00:00:00.999999999Z\"", // T0+999
+        "\"2024-05-01 02:00:00.250+02:00\"",  // T0+250
+        "\"2024-04-30t23:00:00.0019-01:00\"", // T0+1
+        "\"2024-05-01T00:00:00z\"",           // T0
+        "100000000000",                       // exactly 1e11: ms (1973)
+        "99999999999",                        // < 1e11: seconds → year 5138: out of range
+        "0",                                  // time_min is inclusive
+        "4102444799999",                      // the last ms before 2100
+        "4102444800",                         // seconds: 2100-01-01 → out of range
+        "\"2024-05-01T00:00:00\"",            // no offset: invalid
+        "-1",                                 // before 1970: out of range
+        "\"2024-05-01T05:30:00.5+05:30\"",    // T0+500
+        "1714521600.0019",                    // T0+1
+        "\"2024-02-29T12:00:00Z\"",           // a leap day
+        "\"2023-02-29T12:00:00Z\"",           // not a day: invalid
+        "\"-5\"",                             // digits: −5 s: out of range
+        "true",                               // invalid
     ]);
     let out = run_case(&time_cfg("auto"), &input);
     check(
@@ -733,33 +995,73 @@ fn time_format_auto() {
     got.sort();
     assert_eq!(
         got,
-        vec!["invalid time", "invalid time", "invalid time", "time out of range", "time out of range", "time out of range", "time out of range"]
+        vec![
+            "invalid time",
+            "invalid time",
+            "invalid time",
+            "time out of range",
+            "time out of range",
+            "time out of range",
+            "time out of range"
+        ]
     );
 }
 
 #[test]
 fn time_format_unix_s() {
-    let input = time_lines(&["1714521600", "1714521600.25", "\"1714521600\"", "1714521600123", "100", "\"2024-05-01T00:00:00Z\""]);
+    let input = time_lines(&[
+        "1714521600",
+        "1714521600.25",
+        "\"1714521600\"",
+        "1714521600123",
+        "100",
+        "\"2024-05-01T00:00:00Z\"",
+    ]);
     let out = run_case(&time_cfg("unix_s"), &input);
-    check(&out, vec![ms_row(100_000, 1), ms_row(T0, 1), ms_row(T0 + 250, 1)], counts(6, 3, 0, 0, 3));
+    check(
+        &out,
+        vec![ms_row(100_000, 1), ms_row(T0, 1), ms_row(T0 + 250, 1)],
+        counts(6, 3, 0, 0, 3),
+    );
     let mut got = out.rejected_reasons.clone();
     got.sort();
-    assert_eq!(got, vec!["invalid time", "invalid time", "time out of range"]);
+    assert_eq!(
+        got,
+        vec!["invalid time", "invalid time", "time out of range"]
+    );
 }
 
 #[test]
 fn time_format_unix_ms() {
-    let input = time_lines(&["1714521600000", "1714521600", "1714521600000.75", "\"1714521600000\""]);
+    let input = time_lines(&[
+        "1714521600000",
+        "1714521600",
+        "1714521600000.75",
+        "\"1714521600000\"",
+    ]);
     let out = run_case(&time_cfg("unix_ms"), &input);
-    check(&out, vec![ms_row(1_714_521_600, 1), ms_row(T0, 2)], counts(4, 3, 0, 0, 1));
+    check(
+        &out,
+        vec![ms_row(1_714_521_600, 1), ms_row(T0, 2)],
+        counts(4, 3, 0, 0, 1),
+    );
     assert_eq!(out.rejected_reasons, vec!["invalid time"]);
 }
 
 #[test]
 fn time_format_rfc3339() {
-    let input = time_lines(&["\"2024-05-01T00:00:00Z\"", "\"2024-05-01T00:00:00.001+00:00\"", "1714521600", "\"1714521600\""]);
+    let input = time_lines(&[
+        "\"2024-05-01T00:00:00Z\"",
+        "\"2024-05-01T00:00:00.001+00:00\"",
+        "1714521600",
+        "\"1714521600\"",
+    ]);
     let out = run_case(&time_cfg("rfc3339"), &input);
-    check(&out, vec![ms_row(T0, 1), ms_row(T0 + 1, 1)], counts(4, 2, 0, 0, 2));
+    check(
+        &out,
+        vec![ms_row(T0, 1), ms_row(T0 + 1, 1)],
+        counts(4, 2, 0, 0, 2),
+    );
     assert_eq!(out.rejected_reasons, vec!["invalid time", "invalid time"]);
 }
 
@@ -770,15 +1072,31 @@ fn time_format_rfc3339() {
 fn slide_must_divide_size() {
     let cfg = format!("{FIELDS}\n[[windows]]\nname = \"w\"\nsize = \"1h\"\nslide = \"25m\"\n");
     let (o, _s) = run_case_raw(&cfg, &ndjson(&[&ev("a", T0, "x")]), &[]);
-    assert!(!o.status.success(), "a slide that does not divide the size must be refused");
+    assert!(
+        !o.status.success(),
+        "a slide that does not divide the size must be refused"
+    );
 }
 
 #[test]
 fn lookup_with_an_empty_value_is_an_error_at_load_time() {
-    let cfg = format!("{FIELDS}\n[[dimensions]]\nname = \"campaign\"\nfield = \"m\"\nlookup = \"c.csv\"\n{HOURLY}");
-    let (o, _s) = run_case_raw(&cfg, &ndjson(&[&ev("a", T0, "x")]), &[("c.csv", "key,value\nm1,A\nm2,\n")]);
-    assert!(!o.status.success(), "an empty value in a lookup CSV must be refused");
-    let (o, _s) = run_case_raw(&cfg, &ndjson(&[&ev("a", T0, "x")]), &[("c.csv", "key,value\nm1,A\n")]);
+    let cfg = format!(
+        "{FIELDS}\n[[dimensions]]\nname = \"campaign\"\nfield = \"m\"\nlookup = \"c.csv\"\n{HOURLY}"
+    );
+    let (o, _s) = run_case_raw(
+        &cfg,
+        &ndjson(&[&ev("a", T0, "x")]),
+        &[("c.csv", "key,value\nm1,A\nm2,\n")],
+    );
+    assert!(
+        !o.status.success(),
+        "an empty value in a lookup CSV must be refused"
+    );
+    let (o, _s) = run_case_raw(
+        &cfg,
+        &ndjson(&[&ev("a", T0, "x")]),
+        &[("c.csv", "key,value\nm1,A\n")],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -786,42 +1104,55 @@ fn lookup_with_an_empty_value_is_an_error_at_load_time() {
 fn output_schema_and_summary_keys() {
     use arrow_schema::{DataType, TimeUnit};
     let cfg = format!("{FIELDS}\n[[dimensions]]\nname = \"browser\"\nfield = \"b\"\n{HOURLY}");
-    let out = run_case(&cfg, &ndjson(&[r#"{"u":"a","t":1714521600000,"e":"x","b":"chrome"}"#]));
+    let out = run_case(
+        &cfg,
+        &ndjson(&[r#"{"u":"a","t":1714521600000,"e":"x","b":"chrome"}"#]),
+    );
     check(
         &out,
-        vec![total("x", "hourly", T0, T0 + H, 1, 1), dim("x", "browser", "chrome", "hourly", T0, T0 + H, 1, 1)],
+        vec![
+            total("x", "hourly", T0, T0 + H, 1, 1),
+            dim("x", "browser", "chrome", "hourly", T0, T0 + H, 1, 1),
+        ],
         counts(1, 1, 0, 0, 0),
     );
-    let parts = common::part_files(&out.out);
-    assert!(!parts.is_empty());
-    for p in parts {
-        let f = std::fs::File::open(&p).unwrap();
-        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
-        let schema = b.schema();
+    assert!(!out.schemas.is_empty());
+    for schema in &out.schemas {
         let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
-        let want: Vec<(&str, DataType, bool)> = vec![
-            ("event_type", DataType::Utf8, false),
-            ("dimension", DataType::Utf8, true),
-            ("value", DataType::Utf8, true),
-            ("window", DataType::Utf8, false),
-            ("window_start", ts.clone(), false),
-            ("window_end", ts, false),
-            ("unique_users", DataType::UInt64, false),
-            ("events", DataType::UInt64, false),
+        let want: Vec<(&str, DataType)> = vec![
+            ("event_type", DataType::Utf8),
+            ("dimension", DataType::Utf8),
+            ("value", DataType::Utf8),
+            ("window", DataType::Utf8),
+            ("window_start", ts.clone()),
+            ("window_end", ts),
+            ("unique_users", DataType::UInt64),
+            ("events", DataType::UInt64),
         ];
         assert_eq!(schema.fields().len(), want.len(), "{schema:?}");
-        for (f, (name, ty, nullable)) in schema.fields().iter().zip(want) {
+        for (f, (name, ty)) in schema.fields().iter().zip(want) {
             assert_eq!(f.name(), name);
             assert_eq!(f.data_type(), &ty, "type of {name}");
-            if !nullable {
-                // a nullable declaration is tolerated for the others; dimension and value must allow NULL
-            } else {
-                assert!(f.is_nullable(), "{name} must be nullable");
-            }
         }
+        // the total row has NULL dimension and value
+        assert!(schema.field_with_name("dimension").unwrap().is_nullable());
+        assert!(schema.field_with_name("value").unwrap().is_nullable());
     }
-    for k in ["lines", "counted", "duplicates", "late", "rejected", "rows", "files", "rows_per_window"] {
-        assert!(out.summary.get(k).is_some(), "_summary.json lacks `{k}`: {}", out.summary);
+    for k in [
+        "lines",
+        "counted",
+        "duplicates",
+        "late",
+        "rejected",
+        "rows",
+        "files",
+        "rows_per_window",
+    ] {
+        assert!(
+            out.summary.get(k).is_some(),
+            "_summary.json lacks `{k}`: {}",
+            out.summary
+        );
     }
     assert_eq!(out.summary["rows"].as_u64(), Some(2));
 }

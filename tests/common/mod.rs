@@ -39,7 +39,14 @@ pub struct Row {
 }
 
 /// A total row (dimension and value NULL), for hand-written expectations.
-pub fn total(event_type: &str, window: &str, start_ms: i64, end_ms: i64, unique_users: u64, events: u64) -> Row {
+pub fn total(
+    event_type: &str,
+    window: &str,
+    start_ms: i64,
+    end_ms: i64,
+    unique_users: u64,
+    events: u64,
+) -> Row {
     Row {
         event_type: event_type.into(),
         dimension: None,
@@ -53,7 +60,16 @@ pub fn total(event_type: &str, window: &str, start_ms: i64, end_ms: i64, unique_
 }
 
 /// A dimension row, for hand-written expectations.
-pub fn dim(event_type: &str, dimension: &str, value: &str, window: &str, start_ms: i64, end_ms: i64, unique_users: u64, events: u64) -> Row {
+pub fn dim(
+    event_type: &str,
+    dimension: &str,
+    value: &str,
+    window: &str,
+    start_ms: i64,
+    end_ms: i64,
+    unique_users: u64,
+    events: u64,
+) -> Row {
     Row {
         event_type: event_type.into(),
         dimension: Some(dimension.into()),
@@ -91,9 +107,18 @@ pub struct Output {
     pub counts: Counts,
     /// The decompressed concatenation of `late/*.ndjson.zst`, in file-name order.
     pub late: Vec<u8>,
-    /// The `reason` of every record in `rejected/*.ndjson.zst` (file-name order, then line order).
+    /// The reason of every record in `rejected/*.ndjson.zst` (file-name order, then line order),
+    /// reduced to the contract's wording by [`reason_code`].
     pub rejected_reasons: Vec<String>,
     pub rejected_records: Vec<serde_json::Value>,
+    /// The Arrow schema of every part file.
+    pub schemas: Vec<arrow_schema::SchemaRef>,
+}
+
+/// The contract's reason (`"wrong type"`) of an engine reason that may add details after a colon
+/// (`"wrong type: field `u` is a number"`).
+pub fn reason_code(reason: &str) -> &str {
+    reason.split_once(':').map_or(reason, |(code, _)| code)
 }
 
 pub fn bin() -> &'static str {
@@ -102,14 +127,27 @@ pub fn bin() -> &'static str {
 
 /// Runs `abacus run INPUTS --config CONFIG --out OUT --threads N --quiet` and returns the process
 /// output; kills it after a minute.
-pub fn run_raw(inputs: &[PathBuf], config: &Path, out: &Path, threads: usize) -> std::process::Output {
+pub fn run_raw(
+    inputs: &[PathBuf],
+    config: &Path,
+    out: &Path,
+    threads: usize,
+) -> std::process::Output {
     let mut cmd = Command::new(bin());
     cmd.arg("run");
     for i in inputs {
         cmd.arg(i);
     }
-    cmd.arg("--config").arg(config).arg("--out").arg(out).arg("--threads").arg(threads.to_string()).arg("--quiet");
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .arg("--threads")
+        .arg(threads.to_string())
+        .arg("--quiet");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn abacus");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -142,6 +180,44 @@ pub fn read_output(out: &Path) -> Output {
     let rows = read_rows(out);
     let summary = read_summary(out);
     let counts = counts_of(&summary);
+    // `rows` and `rows_per_window` agree with the part files
+    let rows_key = summary.get("rows").and_then(|v| v.as_u64());
+    assert_eq!(
+        rows_key,
+        Some(rows.len() as u64),
+        "_summary.json `rows` vs the rows in the part files: {summary}"
+    );
+    let mut per_window: std::collections::BTreeMap<String, u64> = Default::default();
+    for r in &rows {
+        *per_window.entry(r.window.clone()).or_default() += 1;
+    }
+    let listed: std::collections::BTreeMap<String, u64> = summary
+        .get("rows_per_window")
+        .and_then(|v| v.as_object())
+        .unwrap_or_else(|| panic!("_summary.json has no object `rows_per_window`: {summary}"))
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_u64()
+                    .unwrap_or_else(|| panic!("rows_per_window.{k} = {v}")),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(
+        listed, per_window,
+        "_summary.json `rows_per_window` vs the rows in the part files"
+    );
+    let schemas = part_files(out)
+        .iter()
+        .map(|p| {
+            ParquetRecordBatchReaderBuilder::try_new(fs::File::open(p).unwrap())
+                .unwrap()
+                .schema()
+                .clone()
+        })
+        .collect();
     let late = read_side(out, "late");
     let mut rejected_records = Vec::new();
     for line in read_side(out, "rejected").split(|&b| b == b'\n') {
@@ -149,7 +225,10 @@ pub fn read_output(out: &Path) -> Output {
             continue;
         }
         let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_else(|e| {
-            panic!("rejected/ record is not JSON ({e}): {}", String::from_utf8_lossy(line))
+            panic!(
+                "rejected/ record is not JSON ({e}): {}",
+                String::from_utf8_lossy(line)
+            )
         });
         assert!(v.is_object(), "rejected/ record is not an object: {v}");
         rejected_records.push(v);
@@ -159,15 +238,26 @@ pub fn read_output(out: &Path) -> Output {
         .map(|v| {
             v.get("reason")
                 .and_then(|r| r.as_str())
+                .map(|r| reason_code(r).to_string())
                 .unwrap_or_else(|| panic!("rejected/ record has no string `reason`: {v}"))
-                .to_string()
         })
         .collect();
-    Output { out: out.to_path_buf(), rows, summary, counts, late, rejected_reasons, rejected_records }
+    Output {
+        out: out.to_path_buf(),
+        rows,
+        summary,
+        counts,
+        late,
+        rejected_reasons,
+        rejected_records,
+        schemas,
+    }
 }
 
 fn sorted_dir(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
-    let Ok(rd) = fs::read_dir(dir) else { return Vec::new() };
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut v: Vec<PathBuf> = rd
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(&keep))
@@ -186,7 +276,8 @@ pub fn read_side(out: &Path, sub: &str) -> Vec<u8> {
     let mut all = Vec::new();
     for f in sorted_dir(&out.join(sub), |n| n.ends_with(".ndjson.zst")) {
         let bytes = fs::read(&f).unwrap();
-        let mut d = zstd::stream::decode_all(bytes.as_slice()).unwrap_or_else(|e| panic!("{}: not zstd: {e}", f.display()));
+        let mut d = zstd::stream::decode_all(bytes.as_slice())
+            .unwrap_or_else(|e| panic!("{}: not zstd: {e}", f.display()));
         all.append(&mut d);
     }
     all
@@ -195,7 +286,8 @@ pub fn read_side(out: &Path, sub: &str) -> Vec<u8> {
 pub fn read_summary(out: &Path) -> serde_json::Value {
     let p = out.join("_summary.json");
     let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", p.display()))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", p.display()))
 }
 
 pub fn counts_of(summary: &serde_json::Value) -> Counts {
@@ -215,7 +307,9 @@ pub fn counts_of(summary: &serde_json::Value) -> Counts {
 }
 
 fn string_column(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
-    let col: &ArrayRef = batch.column_by_name(name).unwrap_or_else(|| panic!("no column `{name}`"));
+    let col: &ArrayRef = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column `{name}`"));
     let get = |i: usize| -> Option<String> {
         if col.is_null(i) {
             return None;
@@ -230,18 +324,27 @@ fn string_column(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
 }
 
 fn ts_column(batch: &RecordBatch, name: &str) -> Vec<i64> {
-    let col = batch.column_by_name(name).unwrap_or_else(|| panic!("no column `{name}`"));
+    let col = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column `{name}`"));
     assert!(
-        matches!(col.data_type(), DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _)),
+        matches!(
+            col.data_type(),
+            DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _)
+        ),
         "column `{name}` has type {:?}",
         col.data_type()
     );
     assert_eq!(col.null_count(), 0, "column `{name}` has nulls");
-    col.as_primitive::<TimestampMillisecondType>().values().to_vec()
+    col.as_primitive::<TimestampMillisecondType>()
+        .values()
+        .to_vec()
 }
 
 fn u64_column(batch: &RecordBatch, name: &str) -> Vec<u64> {
-    let col = batch.column_by_name(name).unwrap_or_else(|| panic!("no column `{name}`"));
+    let col = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column `{name}`"));
     assert_eq!(col.data_type(), &DataType::UInt64, "column `{name}`");
     assert_eq!(col.null_count(), 0, "column `{name}` has nulls");
     col.as_primitive::<UInt64Type>().values().to_vec()
@@ -303,7 +406,11 @@ pub fn assert_rows_eq(actual: &[Row], expected: &[Row], what: &str) {
         a.difference(&e).count()
     );
     if actual.len() < 40 && expected.len() < 40 {
-        msg += &format!("actual:\n{}\nexpected:\n{}\n", fmt_rows(actual), fmt_rows(expected));
+        msg += &format!(
+            "actual:\n{}\nexpected:\n{}\n",
+            fmt_rows(actual),
+            fmt_rows(expected)
+        );
     } else {
         msg += "first missing:\n";
         for r in missing {
@@ -321,7 +428,10 @@ pub fn assert_rows_eq(actual: &[Row], expected: &[Row], what: &str) {
 }
 
 pub fn fmt_rows(rows: &[Row]) -> String {
-    rows.iter().map(|r| format!("  {r:?}")).collect::<Vec<_>>().join("\n")
+    rows.iter()
+        .map(|r| format!("  {r:?}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A scratch directory with a config, inputs and an output folder.
@@ -332,7 +442,10 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().unwrap(), n_out: std::cell::Cell::new(0) }
+        Scratch {
+            dir: tempfile::tempdir().unwrap(),
+            n_out: std::cell::Cell::new(0),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -389,7 +502,11 @@ pub fn run_case_with(config: &str, input: &[u8], extra: &[(&str, &str)]) -> Outp
 }
 
 /// Writes a config and input, runs once, and returns the raw process output (for error cases).
-pub fn run_case_raw(config: &str, input: &[u8], extra: &[(&str, &str)]) -> (std::process::Output, Scratch) {
+pub fn run_case_raw(
+    config: &str,
+    input: &[u8],
+    extra: &[(&str, &str)],
+) -> (std::process::Output, Scratch) {
     let s = Scratch::new();
     for (name, text) in extra {
         s.write(name, text);

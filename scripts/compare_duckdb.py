@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+"""Cross-check abacus against an independent DuckDB SQL implementation of the same job.
+
+Usage:
+    scripts/compare_duckdb.py INPUT.ndjson.zst [INPUT ...] --config CONFIG.toml
+        [--abacus-out DIR] [--threads N] [--abacus BIN] [--show N] [--keep-work]
+
+What it does
+------------
+1. Reads the abacus TOML config (tomllib) and writes a *modified copy* of it with
+
+       [watermark] allowed_lateness = "unbounded"
+       [dedup]     ttl              = "100000d"   (~274 years)
+
+   and every `lookup` path made absolute (so the copy may live in a temporary directory).
+
+   Why: the watermark (the lower median of the last `sample` accepted times, recomputed every
+   `interval` accepted events) and the late/firing rules of docs/SEMANTICS.md are inherently
+   sequential and awkward to express in SQL. With `allowed_lateness = "unbounded"` nothing fires
+   before the end of the input, so no event is late. The watermark still advances and expires
+   dedup state at `max(t, wm) + ttl`; with a ttl longer than the whole representable time range
+   (1970..2100 = ~130 years) no record ever expires, so a duplicate is simply *any later accepted
+   line with the same (user, event id)* -- which is plain SQL (row_number() over the stream
+   order). Under this config the SEMANTICS.md result is "an exact batch computation over the input
+   minus rejected lines and duplicates", and that is what the SQL computes, independently of the
+   engine (it does not look at abacus's late/ or rejected/ outputs).
+
+   What is therefore NOT cross-checked: the watermark, late events and dedup expiry (the
+   `[watermark]` and `[dedup] ttl` settings of the original config are overridden).
+
+2. Runs `abacus run` on the inputs with that config under /usr/bin/time -v (wall time, peak RSS).
+3. Runs the DuckDB job in a child process (this script with --_worker) under /usr/bin/time -v:
+   read_ndjson with explicit columns (every configured field read as JSON so that its JSON type is
+   checked as SEMANTICS.md requires), rejection rules, `time_format` (unix_s / unix_ms / rfc3339 /
+   auto), `[limits] time_min/time_max`, dedup by (user, event id text) keeping the first copy in
+   stream order, fan-out to the total row + one row per present dimension (email_domain =
+   ASCII-lowercased part after the last '@'; CSV lookup join; raw string field), tumbling and
+   sliding windows ([k*slide, k*slide+size) for every k with k*slide <= t < k*slide+size), and
+   exact count(DISTINCT user) / count(*) per (key, window). The result goes to a Parquet file.
+4. Compares the two results row for row (FULL OUTER JOIN on event_type, dimension, value, window,
+   window_start, window_end; then unique_users and events), and the summary counters
+   (lines, counted, duplicates, late, rejected) with abacus's _summary.json.
+
+Prints rows compared, mismatches (the first --show of them), wall time and peak RSS of each side
+and the speed ratio; exits 1 on any mismatch, 2 on a usage/setup error.
+
+Not modelled in SQL (they do not occur in `abacus generate` output): `[limits] max_line_bytes`
+(read_ndjson has no line length), invalid UTF-8, and the distinction between rejection *reasons*
+(only the number of rejected lines is compared). DuckDB's peak RSS includes the Python interpreter
+(~30-40 MB) that hosts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+UNBOUNDED_TTL = "100000d"  # longer than 1970..2100: dedup records never expire
+
+_UNITS_MS = {
+    "ms": 1, "msec": 1, "millis": 1, "milliseconds": 1, "millisecond": 1,
+    "s": 1000, "sec": 1000, "secs": 1000, "second": 1000, "seconds": 1000,
+    "m": 60_000, "min": 60_000, "mins": 60_000, "minute": 60_000, "minutes": 60_000,
+    "h": 3_600_000, "hr": 3_600_000, "hrs": 3_600_000, "hour": 3_600_000, "hours": 3_600_000,
+    "d": 86_400_000, "day": 86_400_000, "days": 86_400_000,
+    "w": 604_800_000, "week": 604_800_000, "weeks": 604_800_000,
+}
+
+
+def duration_ms(text: str) -> int:
+    """A humantime-style duration ("1h", "90m", "1d 12h", "24h") in milliseconds."""
+    parts = re.findall(r"(\d+)\s*([a-zA-Z]+)", text)
+    if not parts or re.sub(r"(\d+)\s*([a-zA-Z]+)|\s", "", text):
+        raise ValueError(f"cannot parse duration {text!r}")
+    total = 0
+    for n, unit in parts:
+        if unit not in _UNITS_MS:
+            raise ValueError(f"unknown unit {unit!r} in duration {text!r}")
+        total += int(n) * _UNITS_MS[unit]
+    return total
+
+
+def rfc3339_ms(text: str) -> int:
+    from datetime import datetime
+
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    return int(dt.timestamp() * 1000)
+
+
+# ---- TOML output (enough for abacus configs: tables of scalars and arrays of tables) ----------
+
+
+def _toml_scalar(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    raise TypeError(f"unsupported TOML value {v!r}")
+
+
+def dump_toml(cfg: dict) -> str:
+    out = []
+    for name, value in cfg.items():
+        if isinstance(value, dict):
+            out.append(f"[{name}]")
+            out += [f"{k} = {_toml_scalar(v)}" for k, v in value.items()]
+            out.append("")
+        elif isinstance(value, list):
+            for item in value:
+                out.append(f"[[{name}]]")
+                out += [f"{k} = {_toml_scalar(v)}" for k, v in item.items()]
+                out.append("")
+        else:
+            raise TypeError(f"unsupported top-level key {name}")
+    return "\n".join(out)
+
+
+def unbounded_config(cfg: dict, cfg_dir: Path) -> dict:
+    cfg = json.loads(json.dumps(cfg))  # deep copy
+    cfg.setdefault("watermark", {})["allowed_lateness"] = "unbounded"
+    cfg.setdefault("dedup", {})["ttl"] = UNBOUNDED_TTL
+    for d in cfg.get("dimensions", []):
+        if "lookup" in d:
+            d["lookup"] = str((cfg_dir / d["lookup"]).resolve())
+    return cfg
+
+
+# ---- the SQL job -------------------------------------------------------------------------------
+
+
+def sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def ident(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"'
+
+
+def build_job(cfg: dict, inputs: list[str]) -> list[str]:
+    """The SQL statements of the job; the last one leaves the result in table `result`."""
+    f = cfg["fields"]
+    fmt = f.get("time_format", "auto")
+    limits = cfg.get("limits", {})
+    tmin = rfc3339_ms(limits["time_min"]) if "time_min" in limits else 0
+    tmax = rfc3339_ms(limits["time_max"]) if "time_max" in limits else 4_102_444_800_000
+    dims = cfg.get("dimensions", [])
+    wins = cfg.get("windows", [])
+
+    # Every JSON field the job needs, read once, as JSON (keeps the JSON type for validation).
+    fields = [f["user"], f["time"], f["event_type"]]
+    if f.get("event_id"):
+        fields.append(f["event_id"])
+    fields += [d["field"] for d in dims]
+    fields = list(dict.fromkeys(fields))
+    col = {name: f"c{i}" for i, name in enumerate(fields)}
+    columns = "{" + ", ".join(f"{sql_str(n)}: 'JSON'" for n in fields) + "}"
+    select_cols = ", ".join(f"{ident(n)} AS {col[n]}" for n in fields)
+    reads = " UNION ALL ".join(
+        f"SELECT {i} AS file_no, ordinality AS line_no, {select_cols} "
+        f"FROM read_ndjson({sql_str(p)}, columns={columns}, ignore_errors=true, "
+        f"maximum_object_size=1048576) WITH ORDINALITY"
+        for i, p in enumerate(inputs)
+    )
+
+    def jt(c):  # JSON type, NULL for an absent field or JSON null
+        return f"nullif(json_type({c}), 'NULL')"
+
+    t = col[f["time"]]
+    num_s = f"(CASE WHEN {jt(t)} IN ('BIGINT','UBIGINT') THEN try_cast({t} AS HUGEINT) * 1000 " \
+            f"ELSE floor(try_cast({t} AS DOUBLE) * 1000) END)"
+    num_ms = f"(CASE WHEN {jt(t)} IN ('BIGINT','UBIGINT') THEN try_cast({t} AS HUGEINT) " \
+             f"ELSE floor(try_cast({t} AS DOUBLE)) END)"
+    num_auto = f"(CASE WHEN abs(try_cast({t} AS DOUBLE)) < 1e11 THEN {num_s} ELSE {num_ms} END)"
+    ts = f"({t} ->> '$')"
+    rfc = f"rfc3339_ms({ts})"
+    digits_auto = (f"(CASE WHEN abs(try_cast({ts} AS HUGEINT)) < 100000000000 "
+                   f"THEN try_cast({ts} AS HUGEINT) * 1000 ELSE try_cast({ts} AS HUGEINT) END)")
+    is_num = f"{jt(t)} IN ('BIGINT','UBIGINT','DOUBLE')"
+    is_str = f"{jt(t)} = 'VARCHAR'"
+    time_expr = {
+        "unix_s": f"CASE WHEN {is_num} THEN {num_s} END",
+        "unix_ms": f"CASE WHEN {is_num} THEN {num_ms} END",
+        "rfc3339": f"CASE WHEN {is_str} THEN {rfc} END",
+        "auto": f"CASE WHEN {is_num} THEN {num_auto} "
+                f"WHEN {is_str} AND regexp_full_match({ts}, '-?[0-9]{{1,18}}') THEN {digits_auto} "
+                f"WHEN {is_str} THEN {rfc} END",
+    }[fmt]
+
+    u, et = col[f["user"]], col[f["event_type"]]
+    idc = col.get(f.get("event_id")) if f.get("event_id") else None
+    id_text = (f"CASE {jt(idc)} WHEN 'VARCHAR' THEN {idc} ->> '$' "
+               f"WHEN 'BIGINT' THEN {idc}::VARCHAR WHEN 'UBIGINT' THEN {idc}::VARCHAR END"
+               if idc else "NULL::VARCHAR")
+    id_ok = f"({jt(idc)} IS NULL OR {jt(idc)} IN ('VARCHAR','BIGINT','UBIGINT'))" if idc else "true"
+    dim_ok = " AND ".join(
+        f"({jt(col[d['field']])} IS NULL OR {jt(col[d['field']])} = 'VARCHAR')" for d in dims
+    ) or "true"
+    dim_raw = ", ".join(
+        f"nullif({col[d['field']]} ->> '$', '') AS d{i}" for i, d in enumerate(dims)
+    )
+    dim_raw = (", " + dim_raw) if dim_raw else ""
+
+    stmts = [
+        # Exact floor division for BIGINTs (DuckDB's // and % truncate towards zero).
+        "CREATE OR REPLACE MACRO fdiv(a, b) AS (a - (((a % b) + b) % b)) // b",
+        # RFC 3339 per SEMANTICS.md: T/t/space, Z/z or +-HH:MM required, <= 9 fraction digits
+        # (truncated to ms), a leap second folds into the next second.
+        r"""CREATE OR REPLACE MACRO rfc3339_parts(s) AS regexp_extract(s,
+            '^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$',
+            ['y','mo','d','h','mi','sec','frac','off'])""",
+        r"""CREATE OR REPLACE MACRO rfc3339_fields(m) AS CASE
+          WHEN m.y <> '' AND try_cast(m.h AS INT) <= 23 AND try_cast(m.mi AS INT) <= 59
+               AND try_cast(m.sec AS INT) <= 60
+               AND (m.off IN ('Z', 'z') OR (try_cast(m.off[2:3] AS INT) <= 23
+                                           AND try_cast(m.off[5:6] AS INT) <= 59))
+          THEN (date_diff('day', DATE '1970-01-01', try_cast(m.y || '-' || m.mo || '-' || m.d AS DATE))::BIGINT * 86400
+                + try_cast(m.h AS BIGINT) * 3600 + try_cast(m.mi AS BIGINT) * 60 + try_cast(m.sec AS BIGINT)
+                - CASE WHEN m.off IN ('Z', 'z') THEN 0
+                       ELSE (CASE WHEN m.off[1] = '-' THEN -1 ELSE 1 END)
+                            * (try_cast(m.off[2:3] AS BIGINT) * 60 + try_cast(m.off[5:6] AS BIGINT)) END * 60) * 1000
+               + coalesce(try_cast(rpad(m.frac[2:4], 3, '0') AS BIGINT), 0)
+          END""",
+        "CREATE OR REPLACE MACRO rfc3339_ms(s) AS rfc3339_fields(rfc3339_parts(s))",
+        f"CREATE OR REPLACE TEMP TABLE raw AS {reads}",
+        f"""CREATE OR REPLACE TEMP TABLE parsed AS
+            SELECT file_no, line_no,
+                   CASE WHEN {jt(u)} = 'VARCHAR' THEN nullif({u} ->> '$', '') END AS usr,
+                   CASE WHEN {jt(et)} = 'VARCHAR' THEN nullif({et} ->> '$', '') END AS etype,
+                   try_cast({time_expr} AS BIGINT) AS t,
+                   {id_text} AS id_text,
+                   {id_ok} AND {dim_ok} AS types_ok
+                   {dim_raw}
+            FROM raw""",
+        f"""CREATE OR REPLACE TEMP TABLE accepted AS
+            SELECT * EXCLUDE (types_ok) FROM parsed
+            WHERE usr IS NOT NULL AND t IS NOT NULL AND t >= {tmin} AND t < {tmax}
+              AND etype IS NOT NULL AND types_ok""",
+        # Dedup: the first copy of a (user, event id) in stream order counts; no expiry (see top).
+        """CREATE OR REPLACE TEMP TABLE counted AS
+            SELECT * FROM accepted
+            QUALIFY id_text IS NULL
+                 OR row_number() OVER (PARTITION BY usr, id_text ORDER BY file_no, line_no) = 1""",
+    ]
+
+    # Fan-out: total row + one row per present dimension.
+    lookups = []
+    fan = ["SELECT usr, t, etype, NULL::VARCHAR AS dimension, NULL::VARCHAR AS value FROM counted"]
+    for i, d in enumerate(dims):
+        if d.get("extract") == "email_domain":
+            v = (f"nullif(translate(regexp_extract(d{i}, '@([^@]*)$', 1), "
+                 f"'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), '')")
+            fan.append(f"SELECT usr, t, etype, {sql_str(d['name'])}, {v} AS v FROM counted "
+                       f"WHERE v IS NOT NULL")
+        elif d.get("extract") not in (None, "raw"):
+            raise SystemExit(f"unsupported extract {d.get('extract')!r}")
+        elif "lookup" in d:
+            lk = f"lookup{i}"
+            lookups.append(
+                f"CREATE OR REPLACE TEMP TABLE {lk} AS SELECT key, value FROM read_csv("
+                f"{sql_str(d['lookup'])}, header=true, columns={{'key':'VARCHAR','value':'VARCHAR'}}, "
+                f"quote='\"', auto_detect=false)")
+            fan.append(f"SELECT usr, t, etype, {sql_str(d['name'])}, l.value FROM counted "
+                       f"JOIN {lk} l ON l.key = counted.d{i}")
+        else:
+            fan.append(f"SELECT usr, t, etype, {sql_str(d['name'])}, d{i} FROM counted "
+                       f"WHERE d{i} IS NOT NULL")
+    stmts += lookups
+    stmts.append("CREATE OR REPLACE TEMP TABLE keyed AS " + "\nUNION ALL ".join(fan))
+
+    # Windows: pre-aggregate (key, slide pane, user), then expand panes to the size/slide windows
+    # that contain them and count distinct users per (key, window).
+    per_spec = []
+    for w in wins:
+        size = duration_ms(w["size"])
+        slide = duration_ms(w.get("slide", w["size"]))
+        n = size // slide
+        per_spec.append(f"""
+            SELECT etype AS event_type, dimension, value, {sql_str(w['name'])} AS "window",
+                   k * {slide} AS window_start, k * {slide} + {size} AS window_end,
+                   count(DISTINCT usr)::UBIGINT AS unique_users, sum(cnt)::UBIGINT AS events
+            FROM (SELECT etype, dimension, value, usr, unnest(range(pane - {n - 1}, pane + 1)) AS k, cnt
+                  FROM (SELECT etype, dimension, value, usr, fdiv(t, {slide}) AS pane, count(*) AS cnt
+                        FROM keyed GROUP BY ALL))
+            GROUP BY etype, dimension, value, k""")
+    stmts.append("CREATE OR REPLACE TEMP TABLE result AS " + "\nUNION ALL ".join(per_spec))
+    return stmts
+
+
+def worker(args) -> int:
+    """Runs the SQL job (in its own process so that its RSS and time are its own)."""
+    import duckdb
+
+    cfg = tomllib.loads(Path(args.config).read_text())
+    con = duckdb.connect()
+    if args.threads:
+        con.execute(f"SET threads = {int(args.threads)}")
+    con.execute("SET preserve_insertion_order = true")
+    start = time.perf_counter()
+    for stmt in build_job(cfg, [str(Path(p).resolve()) for p in args.inputs]):
+        con.execute(stmt)
+    lines, accepted, counted, rows = con.execute(
+        "SELECT (SELECT count(*) FROM raw), (SELECT count(*) FROM accepted), "
+        "(SELECT count(*) FROM counted), (SELECT count(*) FROM result)").fetchone()
+    query_s = time.perf_counter() - start
+    con.execute(f"COPY result TO {sql_str(args._worker)} (FORMAT parquet)")
+    json.dump({"lines": lines, "counted": counted, "duplicates": accepted - counted, "late": 0,
+               "rejected": lines - accepted, "rows": rows, "query_s": query_s,
+               "threads": con.execute("SELECT current_setting('threads')").fetchone()[0],
+               "duckdb": duckdb.__version__},
+              sys.stdout)
+    return 0
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+
+
+def timed(cmd: list[str], **kw) -> tuple[subprocess.CompletedProcess, float, int]:
+    """Runs cmd under /usr/bin/time -v; returns (process, wall seconds, peak RSS in KiB)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        start = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-v", "-o", tf.name, *cmd], text=True,
+                           capture_output=True, **kw)
+        wall = time.perf_counter() - start
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", tf.read())
+    return p, wall, int(m.group(1)) if m else -1
+
+
+def find_abacus(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    b = REPO / "target" / "release" / "abacus"
+    if b.is_file() and os.access(b, os.X_OK) and b.stat().st_size > 0:
+        return str(b)
+    found = shutil.which("abacus")
+    if not found:
+        raise SystemExit("no abacus binary: run `cargo build --release` or pass --abacus")
+    return found
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("inputs", nargs="+", metavar="INPUT")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--abacus-out", help="abacus output directory (default: a temporary one)")
+    ap.add_argument("--threads", type=int, help="threads for both abacus and DuckDB")
+    ap.add_argument("--abacus", help="abacus binary (default: target/release/abacus)")
+    ap.add_argument("--show", type=int, default=10, help="mismatches to print")
+    ap.add_argument("--keep-work", action="store_true", help="keep the work directory")
+    ap.add_argument("--_worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._worker:
+        return worker(args)
+
+    import duckdb
+
+    cfg_path = Path(args.config).resolve()
+    cfg = unbounded_config(tomllib.loads(cfg_path.read_text()), cfg_path.parent)
+    work = Path(tempfile.mkdtemp(prefix="abacus-duckdb-"))
+    try:
+        mod_cfg = work / "abacus-unbounded.toml"
+        mod_cfg.write_text(f"# {cfg_path} with unbounded lateness and no dedup expiry\n"
+                           + dump_toml(cfg))
+        out_dir = Path(args.abacus_out).resolve() if args.abacus_out else work / "abacus-out"
+        inputs = [str(Path(p).resolve()) for p in args.inputs]
+        in_bytes = sum(os.path.getsize(p) for p in inputs)
+        print("compare_duckdb: abacus vs an independent DuckDB SQL implementation")
+        print(f"  inputs: {' '.join(args.inputs)} ({in_bytes / 1e6:.1f} MB compressed)")
+        print(f"  config: {args.config}, run with allowed_lateness = \"unbounded\", "
+              f"ttl = \"{UNBOUNDED_TTL}\" (nothing late, dedup never expires;")
+        print("          watermark/lateness/ttl expiry are NOT cross-checked)")
+
+        # abacus
+        cmd = [find_abacus(args.abacus), "run", *inputs, "--config", str(mod_cfg), "--out",
+               str(out_dir), "--overwrite", "-q"]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        p, ab_wall, ab_rss = timed(cmd)
+        if p.returncode != 0:
+            print(p.stdout, p.stderr, file=sys.stderr)
+            raise SystemExit(f"abacus failed with exit code {p.returncode}")
+        ab_sum = json.loads((out_dir / "_summary.json").read_text())
+
+        # DuckDB, in a child process
+        duck_parquet = work / "duckdb.parquet"
+        cmd = [sys.executable, str(Path(__file__).resolve()), *inputs, "--config", str(mod_cfg),
+               "--_worker", str(duck_parquet)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        p, dk_wall, dk_rss = timed(cmd)
+        if p.returncode != 0:
+            print(p.stdout, p.stderr, file=sys.stderr)
+            raise SystemExit(f"DuckDB job failed with exit code {p.returncode}")
+        dk_sum = json.loads(p.stdout)
+
+        # Compare
+        con = duckdb.connect()
+        con.execute(f"""CREATE TEMP TABLE a AS SELECT event_type, dimension, value, "window",
+                          epoch_ms(window_start) AS ws, epoch_ms(window_end) AS we,
+                          unique_users::UBIGINT AS uu, events::UBIGINT AS ev
+                        FROM read_parquet({sql_str(str(out_dir / '*.parquet'))})""")
+        con.execute(f"""CREATE TEMP TABLE d AS SELECT event_type, dimension, value, "window",
+                          window_start AS ws, window_end AS we, unique_users AS uu, events AS ev
+                        FROM read_parquet({sql_str(str(duck_parquet))})""")
+        key = ["event_type", "dimension", "value", "window", "ws", "we"]
+        on = " AND ".join(f'a."{k}" IS NOT DISTINCT FROM d."{k}"' for k in key)
+        sel = ", ".join(f'coalesce(a."{k}", d."{k}") AS "{k}"' for k in key)
+        con.execute(f"""CREATE TEMP TABLE j AS SELECT {sel}, a.uu AS a_uu, d.uu AS d_uu,
+                          a.ev AS a_ev, d.ev AS d_ev, a.event_type IS NOT NULL AS in_a,
+                          d.event_type IS NOT NULL AS in_d
+                        FROM a FULL OUTER JOIN d ON {on}""")
+        n_a, n_d, n_j = con.execute(
+            "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM d), (SELECT count(*) FROM j)"
+        ).fetchone()
+        dup_a = con.execute("SELECT count(*) - count(DISTINCT (event_type, dimension, value, "
+                            "\"window\", ws, we)) FROM a").fetchone()[0]
+        bad = con.execute("""SELECT count(*) FILTER (WHERE NOT in_d), count(*) FILTER (WHERE NOT in_a),
+                               count(*) FILTER (WHERE in_a AND in_d AND (a_uu <> d_uu OR a_ev <> d_ev))
+                             FROM j""").fetchone()
+        mism = sum(bad) + dup_a
+        print(f"\nrows: abacus {n_a}, duckdb {n_d}, compared (full outer join) {n_j}")
+        print(f"mismatches: {mism} (only in abacus {bad[0]}, only in duckdb {bad[1]}, "
+              f"different counts {bad[2]}, duplicate keys in abacus {dup_a})")
+        if mism:
+            rows = con.execute(f"""SELECT event_type, dimension, value, "window",
+                                     epoch_ms(ws)::VARCHAR, a_uu, d_uu, a_ev, d_ev FROM j
+                                   WHERE NOT in_a OR NOT in_d OR a_uu <> d_uu OR a_ev <> d_ev
+                                   ORDER BY ws, event_type, dimension NULLS FIRST, value, "window"
+                                   LIMIT {args.show}""").fetchall()
+            print("  event_type | dimension | value | window | window_start | "
+                  "unique_users abacus/duckdb | events abacus/duckdb")
+            for r in rows:
+                print(f"  {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]}/{r[6]} | {r[7]}/{r[8]}")
+
+        counters = ["lines", "counted", "duplicates", "late", "rejected"]
+        print("\nsummary     " + " ".join(f"{c:>11}" for c in counters))
+        print("  abacus    " + " ".join(f"{ab_sum.get(c, '?'):>11}" for c in counters))
+        print("  duckdb    " + " ".join(f"{dk_sum[c]:>11}" for c in counters))
+        counter_bad = [c for c in counters if ab_sum.get(c) != dk_sum[c]]
+        if counter_bad:
+            print(f"  counter mismatch: {', '.join(counter_bad)}")
+
+        lines = ab_sum.get("lines", dk_sum["lines"])
+        print(f"\n{'':8}{'wall s':>9}{'peak RSS MB':>13}{'M events/s':>12}   threads")
+        print(f"{'abacus':8}{ab_wall:9.2f}{ab_rss / 1024:13.0f}{lines / ab_wall / 1e6:12.3f}"
+              f"   {ab_sum.get('threads')}")
+        print(f"{'duckdb':8}{dk_wall:9.2f}{dk_rss / 1024:13.0f}{lines / dk_wall / 1e6:12.3f}"
+              f"   {dk_sum['threads']} (DuckDB {dk_sum['duckdb']}; query alone "
+              f"{dk_sum['query_s']:.2f} s; RSS includes Python)")
+        print(f"speed ratio (duckdb wall / abacus wall): {dk_wall / ab_wall:.2f}x")
+        ok = mism == 0 and not counter_bad
+        print("RESULT: " + ("MATCH" if ok else "MISMATCH"))
+        return 0 if ok else 1
+    finally:
+        if args.keep_work:
+            print(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
