@@ -279,22 +279,40 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
     stmts += lookups
     stmts.append("CREATE OR REPLACE TEMP TABLE keyed AS " + "\nUNION ALL ".join(fan))
 
-    # Windows: pre-aggregate (key, slide pane, user), then expand panes to the size/slide windows
-    # that contain them and count distinct users per (key, window).
+    # Dictionary-encode keys and users (integer GROUP BYs are ~2.5x faster than string ones).
+    stmts += [
+        """CREATE OR REPLACE TEMP TABLE keys AS
+            SELECT row_number() OVER () AS key_id, * FROM (SELECT DISTINCT etype, dimension, value FROM keyed)""",
+        """CREATE OR REPLACE TEMP TABLE users AS
+            SELECT row_number() OVER () AS user_id, usr FROM (SELECT DISTINCT usr FROM keyed)""",
+        """CREATE OR REPLACE TEMP TABLE ev AS
+            SELECT k.key_id, u.user_id, keyed.t FROM keyed
+            JOIN keys k ON k.etype = keyed.etype AND k.dimension IS NOT DISTINCT FROM keyed.dimension
+                       AND k.value IS NOT DISTINCT FROM keyed.value
+            JOIN users u ON u.usr = keyed.usr""",
+    ]
+    # Windows: an event at t belongs to the windows [k*slide, k*slide + size) with
+    # k*slide <= t < k*slide + size, i.e. k in [fdiv(t, slide) - size/slide + 1, fdiv(t, slide)].
     per_spec = []
     for w in wins:
         size = duration_ms(w["size"])
         slide = duration_ms(w.get("slide", w["size"]))
         n = size // slide
+        if size % slide or n < 1:
+            raise SystemExit(f"window {w['name']}: slide must divide size")
+        window_k = (f"fdiv(t, {slide}) AS k" if n == 1 else
+                    f"unnest(range(fdiv(t, {slide}) - {n - 1}, fdiv(t, {slide}) + 1)) AS k")
         per_spec.append(f"""
-            SELECT etype AS event_type, dimension, value, {sql_str(w['name'])} AS "window",
-                   k * {slide} AS window_start, k * {slide} + {size} AS window_end,
-                   count(DISTINCT usr)::UBIGINT AS unique_users, sum(cnt)::UBIGINT AS events
-            FROM (SELECT etype, dimension, value, usr, unnest(range(pane - {n - 1}, pane + 1)) AS k, cnt
-                  FROM (SELECT etype, dimension, value, usr, fdiv(t, {slide}) AS pane, count(*) AS cnt
-                        FROM keyed GROUP BY ALL))
-            GROUP BY etype, dimension, value, k""")
-    stmts.append("CREATE OR REPLACE TEMP TABLE result AS " + "\nUNION ALL ".join(per_spec))
+            SELECT key_id, {sql_str(w['name'])} AS "window", k * {slide} AS window_start,
+                   k * {slide} + {size} AS window_end,
+                   count(DISTINCT user_id)::UBIGINT AS unique_users, count(*)::UBIGINT AS events
+            FROM (SELECT key_id, user_id, {window_k} FROM ev)
+            GROUP BY key_id, k""")
+    stmts.append("CREATE OR REPLACE TEMP TABLE counts AS " + "\nUNION ALL ".join(per_spec))
+    stmts.append("""CREATE OR REPLACE TEMP TABLE result AS
+        SELECT keys.etype AS event_type, keys.dimension, keys.value, c."window", c.window_start,
+               c.window_end, c.unique_users, c.events
+        FROM counts c JOIN keys USING (key_id)""")
     return stmts
 
 
@@ -303,13 +321,19 @@ def worker(args) -> int:
     import duckdb
 
     cfg = tomllib.loads(Path(args.config).read_text())
+    for d in cfg.get("dimensions", []):  # lookups are relative to the config file
+        if "lookup" in d:
+            d["lookup"] = str((Path(args.config).resolve().parent / d["lookup"]).resolve())
     con = duckdb.connect()
     if args.threads:
         con.execute(f"SET threads = {int(args.threads)}")
     con.execute("SET preserve_insertion_order = true")
     start = time.perf_counter()
     for stmt in build_job(cfg, [str(Path(p).resolve()) for p in args.inputs]):
+        t0 = time.perf_counter()
         con.execute(stmt)
+        if os.environ.get("COMPARE_DUCKDB_PROFILE"):
+            print(f"{time.perf_counter() - t0:7.2f} s  {' '.join(stmt.split())[:70]}", file=sys.stderr)
     lines, accepted, counted, rows = con.execute(
         "SELECT (SELECT count(*) FROM raw), (SELECT count(*) FROM accepted), "
         "(SELECT count(*) FROM counted), (SELECT count(*) FROM result)").fetchone()

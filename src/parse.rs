@@ -105,6 +105,14 @@ pub struct KeyStrings {
 
 const TOTAL: u64 = u64::MAX;
 
+/// The duplicate-detection key of (user, event id): the user hash's high 32 bits (which route the
+/// user to its partition, so a checkpoint can re-route dedup records to any thread count) and 32
+/// bits of a hash of the id seeded with the user.
+#[inline]
+pub fn dedup_key(user: u64, id: &[u8]) -> u64 {
+    (user & 0xFFFF_FFFF_0000_0000) | (xxh3_64_with_seed(id, user) & 0xFFFF_FFFF)
+}
+
 /// Hash of a fan-out key from the event type's hash, the dimension index and the value's hash.
 #[inline]
 pub fn key_hash(event_type: u64, dimension: u64, value: u64) -> u64 {
@@ -379,16 +387,16 @@ impl Parser {
             None => None,
             Some(v) => match v.value_type() {
                 simd_json::ValueType::Null => None,
-                simd_json::ValueType::String => Some(xxh3_64_with_seed(
-                    v.into_string().unwrap_or_default().as_bytes(),
+                simd_json::ValueType::String => Some(dedup_key(
                     user_hash,
+                    v.into_string().unwrap_or_default().as_bytes(),
                 )),
                 simd_json::ValueType::I64 | simd_json::ValueType::U64 => {
                     let text = match v.as_i64() {
                         Some(i) => i.to_string(),
                         None => v.as_u64().unwrap_or_default().to_string(),
                     };
-                    Some(xxh3_64_with_seed(text.as_bytes(), user_hash))
+                    Some(dedup_key(user_hash, text.as_bytes()))
                 }
                 t => {
                     return Err(self.wrong(
@@ -583,7 +591,8 @@ mod tests {
         let e = p.parse(br#"{"email":"A@GMail.com","ts":1704067200123,"type":"open","id":"x1","browser":"chrome"}"#, &mut keys).unwrap();
         assert_eq!(e.time, 1_704_067_200_123);
         assert_eq!(e.user, xxh3_64(b"A@GMail.com"));
-        assert_eq!(e.dedup, Some(xxh3_64_with_seed(b"x1", e.user)));
+        assert_eq!(e.dedup, Some(dedup_key(e.user, b"x1")));
+        assert_eq!(e.dedup.unwrap() >> 32, e.user >> 32);
         assert_eq!(keys.len(), 3);
         let d = p.describe(br#"{"email":"A@GMail.com","ts":1704067200123,"type":"open","id":"x1","browser":"chrome"}"#).unwrap();
         assert_eq!(d.iter().map(|x| x.0).collect::<Vec<_>>(), keys);

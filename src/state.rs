@@ -56,9 +56,14 @@ pub struct PaneSet {
     /// The newest pane seen; bit `i` of `mask` is pane `hi − i`.
     pub hi: i64,
     pub mask: u64,
+    /// The key this entry belongs to (read on the entry's first set).
+    pub key: u32,
     /// Panes more than 63 behind `hi` that may still matter live in the overflow set.
     pub spilled: bool,
 }
+
+/// Overflow panes of (user, key, pane group).
+type SpillKey = (u64, u32, u8);
 
 /// A finished (key, window) count of this partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,11 +87,13 @@ pub struct PartitionState {
     horizon: Vec<i64>,
     key_ids: HashMap<u64, u32>,
     pub keys: Vec<KeyEntry>,
-    seen: HashMap<(u32, u64), u32>,
-    slab: Vec<PaneSet>,
-    free: Vec<u32>,
-    spill: HashMap<(u32, u8), BTreeSet<i64>>,
-    /// `seen.len()` right after the last prune: pruning again waits until it has grown by half.
+    /// Per user: for each key the user has, `groups.len()` consecutive [`PaneSet`]s (the first one's
+    /// `key` names the key). One lookup per event finds all of a user's keys, close together in memory.
+    users: HashMap<u64, Vec<PaneSet>>,
+    /// Number of (user, key) entries in `users`.
+    entries: usize,
+    spill: HashMap<SpillKey, BTreeSet<i64>>,
+    /// `entries` right after the last prune: pruning again waits until it has grown by half.
     pruned_len: usize,
     pub dedup: Dedup,
     parser: Parser,
@@ -110,9 +117,8 @@ impl PartitionState {
             horizon: vec![i64::MIN; windows.specs.len()],
             key_ids: HashMap::new(),
             keys: Vec::new(),
-            seen: HashMap::new(),
-            slab: Vec::new(),
-            free: Vec::new(),
+            users: HashMap::new(),
+            entries: 0,
             spill: HashMap::new(),
             pruned_len: 0,
             dedup: Dedup::new(ttl),
@@ -136,17 +142,17 @@ impl PartitionState {
             self.dedup.record(d, ev.time, wm);
         }
         for &kh in keys {
-            let key = match self.key_ids.get(&kh) {
-                Some(&k) => k,
-                None => self.learn_keys(kh, line),
-            };
-            self.count(key, ev.user, ev.time);
+            if !self.key_ids.contains_key(&kh) {
+                self.learn_keys(kh, line);
+            }
         }
+        self.count(keys, ev.user, ev.time);
         Outcome::Counted
     }
 
     /// Slow path: registers the strings of every key of `line`, returns the id of `wanted`.
     #[cold]
+    #[inline(never)]
     fn learn_keys(&mut self, wanted: u64, line: &[u8]) -> u32 {
         let described = self.parser.describe(line).unwrap_or_default();
         let nspecs = self.windows.specs.len();
@@ -183,55 +189,59 @@ impl PartitionState {
     }
 
     #[inline]
-    fn count(&mut self, key: u32, user: u64, t: Millis) {
+    fn count(&mut self, keys: &[u64], user: u64, t: Millis) {
         let ngroups = self.groups.len();
-        let slot = match self.seen.get(&(key, user)) {
-            Some(&s) => s,
-            None => {
-                let s = match self.free.pop() {
-                    Some(s) => {
-                        let base = s as usize * ngroups;
-                        self.slab[base..base + ngroups].fill(PaneSet::default());
-                        s
-                    }
-                    None => {
-                        let s = (self.slab.len() / ngroups) as u32;
-                        self.slab
-                            .extend(std::iter::repeat_n(PaneSet::default(), ngroups));
-                        s
-                    }
-                };
-                self.seen.insert((key, user), s);
-                s
-            }
-        };
-        let entry = &mut self.keys[key as usize];
-        for (g, group) in self.groups.iter().enumerate() {
-            let p = t.div_euclid(group.width);
-            let dead_below = group
-                .specs
-                .iter()
-                .map(|&s| self.horizon[s])
-                .min()
-                .unwrap_or(i64::MIN);
-            let set = &mut self.slab[slot as usize * ngroups + g];
-            let neighbours = insert_pane(set, &mut self.spill, (slot, g as u8), p, dead_below);
-            for &s in &group.specs {
-                let n = self.windows.specs[s].panes();
-                let cells = &mut entry.cells[s];
-                cell(cells, p).events += 1;
-                if let Some((pred, succ)) = neighbours {
-                    let lo = match pred {
-                        Some(a) => (p - n + 1).max(a + 1),
-                        None => p - n + 1,
-                    };
-                    let hi = match succ {
-                        Some(b) => p.min(b - n),
-                        None => p,
-                    };
-                    if lo <= hi {
-                        cell(cells, lo).add += 1;
-                        cell(cells, hi).sub += 1;
+        let sets = self.users.entry(user).or_default();
+        for &kh in keys {
+            let key = self.key_ids.get(&kh).copied().unwrap_or(0);
+            let at = match sets.chunks_exact(ngroups).position(|c| c[0].key == key) {
+                Some(i) => i * ngroups,
+                None => {
+                    let at = sets.len();
+                    sets.extend(std::iter::repeat_n(
+                        PaneSet {
+                            key,
+                            ..PaneSet::default()
+                        },
+                        ngroups,
+                    ));
+                    self.entries += 1;
+                    at
+                }
+            };
+            let entry = &mut self.keys[key as usize];
+            for (g, group) in self.groups.iter().enumerate() {
+                let p = t.div_euclid(group.width);
+                let dead_below = group
+                    .specs
+                    .iter()
+                    .map(|&s| self.horizon[s])
+                    .min()
+                    .unwrap_or(i64::MIN);
+                let neighbours = insert_pane(
+                    &mut sets[at + g],
+                    &mut self.spill,
+                    (user, key, g as u8),
+                    p,
+                    dead_below,
+                );
+                for &s in &group.specs {
+                    let n = self.windows.specs[s].panes();
+                    let cells = &mut entry.cells[s];
+                    cell(cells, p).events += 1;
+                    if let Some((pred, succ)) = neighbours {
+                        let lo = match pred {
+                            Some(a) => (p - n + 1).max(a + 1),
+                            None => p - n + 1,
+                        };
+                        let hi = match succ {
+                            Some(b) => p.min(b - n),
+                            None => p,
+                        };
+                        if lo <= hi {
+                            cell(cells, lo).add += 1;
+                            cell(cells, hi).sub += 1;
+                        }
                     }
                 }
             }
@@ -269,15 +279,16 @@ impl PartitionState {
         }
         // Pruning scans the whole map; doing it only once the map grew by half since the last scan
         // keeps the cost amortised O(1) per entry while memory stays within 1.5× the live set.
-        if advanced && self.seen.len() >= 4096 + self.pruned_len + self.pruned_len / 2 {
+        if advanced && self.entries >= 4096 + self.pruned_len + self.pruned_len / 2 {
             self.prune_seen();
-            self.pruned_len = self.seen.len();
+            self.pruned_len = self.entries;
         }
         if advanced {
             self.dedup.prune(wm.unwrap_or(Millis::MAX));
         }
     }
 
+    /// Drops the (user, key) entries whose panes all belong to fired windows only.
     fn prune_seen(&mut self) {
         let ngroups = self.groups.len();
         let dead_below: Vec<i64> = self
@@ -291,26 +302,29 @@ impl PartitionState {
                     .unwrap_or(i64::MIN)
             })
             .collect();
-        let (slab, free, spill) = (&self.slab, &mut self.free, &mut self.spill);
-        let mut spilled_gone = Vec::new();
-        self.seen.retain(|_, slot| {
-            let base = *slot as usize * ngroups;
-            let sets = &slab[base..base + ngroups];
-            let alive = sets.iter().zip(&dead_below).any(|(set, &d)| set.hi >= d);
-            if !alive {
-                free.push(*slot);
-                for (g, set) in sets.iter().enumerate() {
-                    if set.spilled {
-                        spilled_gone.push((*slot, g as u8));
-                    }
+        let mut entries = 0;
+        self.users.retain(|_, sets| {
+            let mut kept = 0;
+            for i in (0..sets.len()).step_by(ngroups) {
+                let alive = sets[i..i + ngroups]
+                    .iter()
+                    .zip(&dead_below)
+                    .any(|(set, &d)| set.hi >= d);
+                if alive {
+                    sets.copy_within(i..i + ngroups, kept);
+                    kept += ngroups;
                 }
             }
-            alive
+            sets.truncate(kept);
+            entries += kept / ngroups;
+            if sets.capacity() > 2 * kept + 8 {
+                sets.shrink_to_fit();
+            }
+            kept > 0
         });
-        for k in spilled_gone {
-            spill.remove(&k);
-        }
-        spill.retain(|(_, g), panes| {
+        self.entries = entries;
+        // Overflow panes of dropped entries are all dead, so this also forgets them.
+        self.spill.retain(|(_, _, g), panes| {
             let d = dead_below[*g as usize];
             panes.retain(|&q| q >= d);
             !panes.is_empty()
@@ -324,8 +338,8 @@ impl PartitionState {
             .iter()
             .map(|k| k.cells.iter().map(|c| c.capacity()).sum::<usize>())
             .sum();
-        self.seen.capacity() * (std::mem::size_of::<((u32, u64), u32)>() + 1)
-            + self.slab.capacity() * std::mem::size_of::<PaneSet>()
+        self.users.capacity() * (std::mem::size_of::<(u64, Vec<PaneSet>)>() + 1)
+            + self.entries * self.groups.len() * std::mem::size_of::<PaneSet>()
             + self.key_ids.capacity() * 13
             + self.keys.capacity() * std::mem::size_of::<KeyEntry>()
             + cells * std::mem::size_of::<Cell>()
@@ -368,8 +382,8 @@ fn cell(cells: &mut Vec<Cell>, idx: i64) -> &mut Cell {
 #[inline]
 fn insert_pane(
     set: &mut PaneSet,
-    spill: &mut HashMap<(u32, u8), BTreeSet<i64>>,
-    spill_key: (u32, u8),
+    spill: &mut HashMap<SpillKey, BTreeSet<i64>>,
+    spill_key: SpillKey,
     p: i64,
     dead_below: i64,
 ) -> Option<(Option<i64>, Option<i64>)> {
@@ -377,7 +391,7 @@ fn insert_pane(
         *set = PaneSet {
             hi: p,
             mask: 1,
-            spilled: set.spilled,
+            ..*set
         };
         let pred = if set.spilled {
             spill
@@ -561,7 +575,7 @@ mod tests {
         let mut out = Vec::new();
         for (i, &(u, p)) in events.iter().enumerate() {
             let set = sets.entry(u).or_default();
-            if let Some((pred, succ)) = insert_pane(set, &mut spill, (u as u32, 0), p, i64::MIN) {
+            if let Some((pred, succ)) = insert_pane(set, &mut spill, (u, 0, 0), p, i64::MIN) {
                 let lo = pred.map_or(p - n + 1, |a| (p - n + 1).max(a + 1));
                 let hi = succ.map_or(p, |b| p.min(b - n));
                 if lo <= hi {

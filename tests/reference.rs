@@ -827,8 +827,9 @@ fn batch_invariant_over_late_side_file() {
     }
 }
 
-/// Several input files, plain and zstd, `.ndjson` and `.jsonl`, and a folder, given in an order
-/// that is not the alphabetical one, are read as one stream in the given order.
+/// Several input files, plain and zstd (one of two frames), `.ndjson` and `.jsonl`, an empty one
+/// and a folder, given in an order that is not the alphabetical one, are read as one stream in the
+/// given order.
 #[test]
 fn several_files_are_one_stream_in_the_given_order() {
     let cfg = base_cfg();
@@ -863,7 +864,14 @@ fn several_files_are_one_stream_in_the_given_order() {
     } // the last file's last line has no newline
     let files: Vec<PathBuf> = vec![
         s.write("in/z-first.ndjson", piece(0)),
-        s.write_zst("in/c-second.ndjson.zst", piece(1)),
+        {
+            // two zstd frames, the first ending in the middle of a line
+            let p = piece(1);
+            let mid = p.len() / 2;
+            let mut z = zstd::stream::encode_all(&p[..mid], 3).unwrap();
+            z.extend(zstd::stream::encode_all(&p[mid..], 1).unwrap());
+            s.write("in/c-second.ndjson.zst", z)
+        },
         s.write("in/empty.ndjson", b""),
         {
             s.write("in/dir-third/only.jsonl", piece(2));

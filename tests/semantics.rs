@@ -77,7 +77,7 @@ fn tumbling_window_edges() {
 #[test]
 fn windows_align_to_the_epoch() {
     let cfg = format!(
-        "{FIELDS}\n[[windows]]\nname = \"daily\"\nsize = \"1d\"\n\n[[windows]]\nname = \"two-h\"\nsize = \"2h\"\n\n[[windows]]\nname = \"seven-min\"\nsize = \"7m\"\n"
+        "{FIELDS}\n[[windows]]\nname = \"daily\"\nsize = \"1d\"\n\n[[windows]]\nname = \"two-h\"\nsize = \"2h\"\n\n[[windows]]\nname = \"seven-min\"\nsize = \"7m\"\n\n[[windows]]\nname = \"90m\"\nsize = \"90m\"\n"
     );
     let input = lines(&[
         ev("a", T0 + 13 * H + 30 * MIN, "x"),
@@ -99,6 +99,10 @@ fn windows_align_to_the_epoch() {
             total("x", "seven-min", T0 - 2 * MIN, T0 + 5 * MIN, 1, 1),
             total("x", "seven-min", T0 + 54 * MIN, T0 + 61 * MIN, 1, 1),
             total("x", "seven-min", T0 + 810 * MIN, T0 + 817 * MIN, 1, 1), // a starts exactly at T0+13h30m
+            // a day is 16 × 90m
+            total("x", "90m", T0 - 90 * MIN, T0, 1, 1),
+            total("x", "90m", T0, T0 + 90 * MIN, 1, 1),
+            total("x", "90m", T0 + 810 * MIN, T0 + 900 * MIN, 1, 1),
         ],
         counts(3, 3, 0, 0, 0),
     );
@@ -1063,6 +1067,65 @@ fn time_format_rfc3339() {
         counts(4, 2, 0, 0, 2),
     );
     assert_eq!(out.rejected_reasons, vec!["invalid time", "invalid time"]);
+}
+
+#[test]
+fn time_limits_and_times_before_1970() {
+    // with a time_min before 1970, negative times are valid: windows are aligned to the epoch for
+    // negative k too, and fractions are truncated towards −∞
+    let cfg = "[fields]\nuser = \"u\"\ntime = \"t\"\nevent_type = \"e\"\n\n[limits]\ntime_min = \"1969-12-31T00:00:00Z\"\ntime_max = \"2024-06-01T00:00:00Z\"\n\n[[windows]]\nname = \"ms\"\nsize = \"1ms\"\n\n[[windows]]\nname = \"hourly\"\nsize = \"1h\"\n";
+    let input = time_lines(&[
+        "-1",                           // seconds: −1000 ms
+        "-0.0005",                      // −0.5 ms → −1 ms
+        "-1.5",                         // −1500 ms
+        "\"-2\"",                       // −2000 ms
+        "\"1969-12-31T23:30:00Z\"",     // −30 min
+        "\"1969-12-31T00:00:00Z\"",     // time_min itself: in range
+        "\"1969-12-30T23:59:59.999Z\"", // before time_min
+        "\"2024-06-01T00:00:00Z\"",     // time_max: out of range
+        "\"2024-05-31T23:59:59.999Z\"", // the last ms in range
+    ]);
+    let out = run_case(cfg, &input);
+    const JUNE: i64 = 1_717_200_000_000; // 2024-06-01T00:00:00Z
+    check(
+        &out,
+        vec![
+            ms_row(-DAY, 1),
+            ms_row(-30 * MIN, 1),
+            ms_row(-2000, 1),
+            ms_row(-1500, 1),
+            ms_row(-1000, 1),
+            ms_row(-1, 1),
+            ms_row(JUNE - 1, 1),
+            total("x", "hourly", -DAY, -DAY + H, 1, 1),
+            total("x", "hourly", -H, 0, 5, 5),
+            total("x", "hourly", JUNE - H, JUNE, 1, 1),
+        ],
+        counts(9, 7, 0, 0, 2),
+    );
+    assert_eq!(out.rejected_reasons, vec!["time out of range", "time out of range"]);
+}
+
+#[test]
+fn watermark_defaults() {
+    // defaults: interval 4096, sample 10000, max_out_of_orderness 1h, allowed_lateness 6h, ttl 24h
+    let cfg = format!("{FIELDS_ID}{HOURLY}");
+    let mut ls: Vec<String> = (0..4095).map(|i| evi("bulk", T0 + 10 * H, "x", &format!("b{i}"))).collect();
+    ls.push(ev("p", T0 + 2 * H + 30 * MIN, "x")); // g = 4095: wm still −∞
+    // now wm = median of 4096 times (T0+10h) − 1h = T0+9h
+    ls.push(ev("q", T0 + 2 * H + 30 * MIN, "x")); // E+6h = T0+9h: late
+    ls.push(ev("r", T0 + 3 * H, "x")); // E+6h = T0+10h: not late
+    ls.push(ls[0].clone()); // expiry T0+10h+24h: duplicate
+    let out = run_case(&cfg, &lines(&ls));
+    check(
+        &out,
+        vec![
+            total("x", "hourly", T0 + 2 * H, T0 + 3 * H, 1, 1),
+            total("x", "hourly", T0 + 3 * H, T0 + 4 * H, 1, 1),
+            total("x", "hourly", T0 + 10 * H, T0 + 11 * H, 1, 4095),
+        ],
+        counts(4099, 4097, 1, 1, 0),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
