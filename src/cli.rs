@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::run::MaxRejected;
+use crate::run::{CheckpointEvery, MaxRejected};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,6 +66,21 @@ pub struct RunArgs {
     /// Accept a zstd input that is truncated or corrupt: count what decodes, warn, exit 0.
     #[arg(long)]
     pub skip_corrupt_input: bool,
+
+    /// Take checkpoints in DIR so an interrupted run can be resumed with --resume. With it, Ctrl-C
+    /// (SIGINT/SIGTERM) takes a final checkpoint and exits with code 130.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+
+    /// How often to checkpoint: a duration ("60s", the default; "5m") or a number of input lines
+    /// ("1000000 events"). Always also at the end.
+    #[arg(long, value_name = "DURATION|N events", requires = "checkpoint_dir")]
+    pub checkpoint_every: Option<CheckpointEvery>,
+
+    /// Continue from the newest valid checkpoint in --checkpoint-dir (same inputs, config and --out).
+    /// Output written after that checkpoint is discarded and rewritten, so every row appears once.
+    #[arg(long, requires = "checkpoint_dir")]
+    pub resume: bool,
 
     /// No progress bar and no summary table (for scripts; errors still go to stderr).
     #[arg(long, short)]

@@ -38,6 +38,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 max_rejected: args.max_rejected,
                 skip_corrupt_input: args.skip_corrupt_input,
                 progress: !args.quiet && std::io::stderr().is_terminal(),
+                checkpoint_dir: args.checkpoint_dir,
+                checkpoint_every: args.checkpoint_every.unwrap_or_default(),
+                resume: args.resume,
             };
             let summary = run(&opts)?;
             if !args.quiet {

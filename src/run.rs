@@ -12,7 +12,8 @@
 //! so rows and files are identical for every thread count.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::input::{self, Block, InputFile, SourceMsg};
 use crate::parse::{Event, Parser, Reject};
 use crate::sink::{PartWriter, RowsBuilder, SideWriter};
-use crate::state::{Fired, Outcome, PartitionState};
+use crate::state::{Fired, Outcome, PartitionState, partition_of};
 use crate::summary::Summary;
 use crate::timefmt::Millis;
 use crate::watermark::Watermark;
@@ -67,6 +68,44 @@ pub struct RunOptions {
     pub max_rejected: Option<MaxRejected>,
     pub skip_corrupt_input: bool,
     pub progress: bool,
+    /// Where checkpoints go; `None` disables checkpointing (and graceful Ctrl-C).
+    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_every: CheckpointEvery,
+    /// Continue from the newest valid checkpoint in `checkpoint_dir`.
+    pub resume: bool,
+}
+
+/// How often to checkpoint: after a wall-clock interval or a number of input lines (checked at batch
+/// boundaries), and always at the end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CheckpointEvery {
+    Seconds(f64),
+    Lines(u64),
+}
+
+impl Default for CheckpointEvery {
+    fn default() -> Self {
+        CheckpointEvery::Seconds(60.0)
+    }
+}
+
+impl std::str::FromStr for CheckpointEvery {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        if let Some(n) = s.strip_suffix("events").or_else(|| s.strip_suffix("lines")) {
+            let n: u64 = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{s}` is not a count such as \"1000000 events\""))?;
+            return Ok(CheckpointEvery::Lines(n.max(1)));
+        }
+        if let Ok(n) = s.parse::<u64>() {
+            return Ok(CheckpointEvery::Lines(n.max(1)));
+        }
+        let ms = crate::timefmt::parse_duration(s)?;
+        Ok(CheckpointEvery::Seconds((ms as f64 / 1000.0).max(0.001)))
+    }
 }
 
 /// An accepted event routed to a partition, pointing back at its line and its keys.
@@ -162,13 +201,6 @@ impl Piece {
     }
 }
 
-/// Users are spread over partitions by their hash: a user's whole state lives in one partition.
-#[inline]
-fn partition_of(user: u64, parts: usize) -> usize {
-    // The high bits: hashbrown uses the low ones inside each partition's maps.
-    ((user >> 32) % parts as u64) as usize
-}
-
 struct Partition {
     state: PartitionState,
     counted: u64,
@@ -217,6 +249,13 @@ pub struct Position {
     pub line: u64,
 }
 
+/// Messages to the Parquet writer thread.
+enum SinkMsg {
+    Rows(arrow_array::RecordBatch),
+    /// Commit the open part file and report (next part index, part files committed so far).
+    Flush(mpsc::SyncSender<Result<(usize, u64)>>),
+}
+
 struct Engine<'a> {
     config: &'a Config,
     files: &'a [InputFile],
@@ -229,10 +268,26 @@ struct Engine<'a> {
     rows: RowsBuilder,
     late: SideWriter,
     rejected: SideWriter,
-    sink: Option<mpsc::SyncSender<arrow_array::RecordBatch>>,
+    sink: Option<mpsc::SyncSender<SinkMsg>>,
     max_rejected: Option<MaxRejected>,
     progress: Option<indicatif::ProgressBar>,
     done_bytes: u64,
+    checkpoints: Option<Checkpoints>,
+}
+
+/// Checkpointing state of a run.
+struct Checkpoints {
+    dir: PathBuf,
+    every: CheckpointEvery,
+    fingerprint: u64,
+    seq: u64,
+    last_at: Instant,
+    last_lines: u64,
+    interrupted: Arc<AtomicBool>,
+    /// Checkpoints written by this process, and the time spent writing them.
+    written: u64,
+    seconds: f64,
+    bytes: u64,
 }
 
 impl Engine<'_> {
@@ -374,7 +429,7 @@ impl Engine<'_> {
         }
         let batch = self.rows.finish()?;
         if let Some(tx) = &self.sink {
-            if tx.send(batch).is_err() {
+            if tx.send(SinkMsg::Rows(batch)).is_err() {
                 return Err(Error::Output {
                     path: self.out.clone(),
                     source: std::io::Error::other("the Parquet writer stopped"),
@@ -414,6 +469,222 @@ impl Engine<'_> {
             None => Ok(()),
         }
     }
+}
+
+impl Engine<'_> {
+    /// Commits every open output file and writes a checkpoint that resumes at `next`.
+    fn checkpoint(&mut self, next: Position, complete: bool) -> Result<()> {
+        if self.checkpoints.is_none() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        let (next_part, parts_committed) = match &self.sink {
+            Some(tx) if tx.send(SinkMsg::Flush(ack_tx)).is_ok() => {
+                ack_rx.recv().map_err(|_| Error::Output {
+                    path: self.out.clone(),
+                    source: std::io::Error::other("the Parquet writer stopped"),
+                })??
+            }
+            _ => {
+                return Err(Error::Output {
+                    path: self.out.clone(),
+                    source: std::io::Error::other("the Parquet writer stopped"),
+                });
+            }
+        };
+        self.late.finish()?;
+        self.rejected.finish()?;
+
+        let mut w = crate::checkpoint::Writer::default();
+        w.u64(next.file as u64);
+        w.u64(next.offset);
+        w.u64(next.line);
+        let (count, current, max_seen, sample) = self.watermark.snapshot();
+        w.u64(count);
+        w.i64(current);
+        w.i64(max_seen);
+        w.u64(sample.len() as u64);
+        for t in sample {
+            w.i64(t);
+        }
+        let mut summary = self.summary.clone();
+        summary.counted = self.parts.iter().map(|p| p.counted).sum();
+        summary.duplicates = self.parts.iter().map(|p| p.duplicates).sum();
+        summary.late = self.late.lines;
+        summary.files = parts_committed;
+        w.bytes(
+            serde_json::to_string(&summary)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        w.u64(next_part as u64);
+        w.u64(self.late.index);
+        w.u64(self.late.lines);
+        w.u64(self.rejected.index);
+        w.u64(self.rejected.lines);
+        crate::state::encode_partitions(self.parts.iter().map(|p| &p.state), &mut w);
+
+        let ck = self
+            .checkpoints
+            .as_mut()
+            .ok_or_else(|| Error::Checkpoint("checkpointing is off".into()))?;
+        ck.seq += 1;
+        crate::checkpoint::write(&ck.dir, ck.seq, ck.fingerprint, complete, &w.buf)?;
+        ck.last_at = Instant::now();
+        ck.last_lines = self.summary.lines;
+        ck.written += 1;
+        ck.seconds += started.elapsed().as_secs_f64();
+        ck.bytes = w.buf.len() as u64;
+        Ok(())
+    }
+
+    /// After a batch: checkpoint when due, and stop (after a checkpoint) when a signal asked to.
+    fn after_batch(&mut self, next: Position) -> Result<()> {
+        let Some(ck) = self.checkpoints.as_ref() else {
+            return Ok(());
+        };
+        let interrupted = ck.interrupted.load(Ordering::Relaxed);
+        let due = match ck.every {
+            CheckpointEvery::Seconds(s) => ck.last_at.elapsed().as_secs_f64() >= s,
+            CheckpointEvery::Lines(n) => self.summary.lines - ck.last_lines >= n,
+        };
+        if due || interrupted {
+            self.checkpoint(next, false)?;
+        }
+        if interrupted {
+            let file = self.files.get(next.file).map_or_else(
+                || "the end of input".to_string(),
+                |f| format!("{} line {}", f.path.display(), next.line),
+            );
+            return Err(Error::Interrupted(format!(
+                "interrupted; a checkpoint was taken at {file}. Resume with the same command and --resume"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Restores the state saved by [`Engine::checkpoint`]; returns where to continue reading.
+    fn restore(&mut self, payload: &[u8]) -> Result<(Position, usize)> {
+        let mut r = crate::checkpoint::Reader::new(payload);
+        let next = Position {
+            file: r.u64()? as usize,
+            offset: r.u64()?,
+            line: r.u64()?,
+        };
+        let count = r.u64()?;
+        let current = r.i64()?;
+        let max_seen = r.i64()?;
+        let n = r.len(8)?;
+        let mut sample = Vec::with_capacity(n);
+        for _ in 0..n {
+            sample.push(r.i64()?);
+        }
+        self.watermark.restore(count, current, max_seen, sample);
+        let summary: Summary = serde_json::from_slice(r.bytes()?)
+            .map_err(|e| Error::Checkpoint(format!("the checkpoint's summary is damaged: {e}")))?;
+        let next_part = r.u64()? as usize;
+        self.late.index = r.u64()?;
+        self.late.lines = r.u64()?;
+        self.rejected.index = r.u64()?;
+        self.rejected.lines = r.u64()?;
+        let mut states: Vec<PartitionState> = self
+            .parts
+            .iter_mut()
+            .map(|p| {
+                std::mem::replace(
+                    &mut p.state,
+                    PartitionState::new(
+                        &self.config.windows,
+                        self.config.ttl,
+                        Parser::new(self.config),
+                    ),
+                )
+            })
+            .collect();
+        crate::state::decode_partitions(&mut states, &mut r)?;
+        for (p, st) in self.parts.iter_mut().zip(states) {
+            p.state = st;
+        }
+        if let Some(p) = self.parts.first_mut() {
+            p.counted = summary.counted;
+            p.duplicates = summary.duplicates;
+        }
+        let keep = (
+            self.summary.threads,
+            self.summary.input_files,
+            self.summary.input_bytes,
+        );
+        self.summary = summary;
+        (
+            self.summary.threads,
+            self.summary.input_files,
+            self.summary.input_bytes,
+        ) = keep;
+        self.summary
+            .warnings
+            .retain(|w| !w.contains("falling back"));
+        Ok((next, next_part))
+    }
+}
+
+/// What a resumed run must not find in the out dir: everything written after the checkpoint.
+fn discard_after_checkpoint(
+    out: &Path,
+    next_part: usize,
+    late_index: u64,
+    rejected_index: u64,
+) -> Result<()> {
+    let remove = |p: &Path| -> Result<()> {
+        match std::fs::remove_file(p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::output(p, e)),
+        }
+    };
+    let index_of = |name: &str, prefix: &str, suffix: &str| -> Option<u64> {
+        name.strip_prefix(prefix)?
+            .strip_suffix(suffix)?
+            .parse()
+            .ok()
+    };
+    for (dir, prefix, suffix, first) in [
+        (out.to_path_buf(), "part-", ".parquet", next_part as u64),
+        (out.join("late"), "late-", ".ndjson.zst", late_index),
+        (
+            out.join("rejected"),
+            "rejected-",
+            ".ndjson.zst",
+            rejected_index,
+        ),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale = name.ends_with(".tmp")
+                || index_of(&name, prefix, suffix).is_some_and(|i| i >= first);
+            if stale {
+                remove(&e.path())?;
+            }
+        }
+    }
+    remove(&out.join("_summary.json"))
+}
+
+/// Identifies a run: the config (with its lookup files) and the input list with sizes.
+fn fingerprint(config: &Config, files: &[InputFile]) -> u64 {
+    let mut text = format!(
+        "abacus checkpoint v{}\n{:x}\n",
+        crate::checkpoint::VERSION,
+        config.fingerprint
+    );
+    for f in files {
+        let path = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
+        text += &format!("{}\t{}\n", path.display(), f.size);
+    }
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
 }
 
 fn prepare_out_dir(out: &Path, overwrite: bool) -> Result<()> {
@@ -463,8 +734,59 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
     let config = Config::load(&opts.config)?;
     let paths = input::expand(&opts.inputs)?;
     let files = input::open_all(&paths)?;
-    prepare_out_dir(&opts.out, opts.overwrite)?;
     let threads = opts.threads.max(1);
+    let fingerprint = fingerprint(&config, &files);
+
+    // A resume is checked completely before anything in the out dir is touched.
+    let mut loaded = None;
+    let mut resume_warnings = Vec::new();
+    if opts.resume {
+        let dir = opts.checkpoint_dir.as_ref().ok_or_else(|| {
+            Error::Usage(
+                "--resume needs --checkpoint-dir DIR (the one the interrupted run used)".into(),
+            )
+        })?;
+        let (found, warnings) = crate::checkpoint::newest(dir)?;
+        resume_warnings = warnings;
+        let found = found.ok_or_else(|| {
+            Error::Checkpoint(format!(
+                "no usable checkpoint in {}{}; run without --resume to start over",
+                dir.display(),
+                if resume_warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", resume_warnings.join("; "))
+                }
+            ))
+        })?;
+        if found.fingerprint != fingerprint {
+            return Err(Error::Usage(format!(
+                "cannot resume: {} was taken with another config or input list (the files, their order or their sizes differ). \
+Resume with exactly the same inputs and config, or run without --resume (and --overwrite) to start over",
+                found.path.display()
+            )));
+        }
+        if found.complete {
+            let summary_path = opts.out.join("_summary.json");
+            if let Ok(text) = std::fs::read_to_string(&summary_path) {
+                if let Ok(summary) = serde_json::from_str::<Summary>(&text) {
+                    return Ok(summary);
+                }
+            }
+        }
+        loaded = Some(found);
+    } else {
+        prepare_out_dir(&opts.out, opts.overwrite)?;
+        if let Some(dir) = &opts.checkpoint_dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
+            for (_, old) in crate::checkpoint::list(dir)? {
+                std::fs::remove_file(&old).map_err(|e| Error::output(&old, e))?;
+            }
+        }
+    }
+    if let Some(dir) = &opts.checkpoint_dir {
+        crate::checkpoint::clean_tmp(dir);
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("abacus-{i}"))
@@ -500,20 +822,18 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
         bar
     });
 
-    // Sink thread: Parquet encoding overlaps the counting of the next batch.
-    let (sink_tx, sink_rx) = mpsc::sync_channel::<arrow_array::RecordBatch>(2);
-    let out_dir = opts.out.clone();
-    let sink_thread = std::thread::Builder::new()
-        .name("abacus-sink".into())
-        .spawn(move || -> Result<Vec<(PathBuf, usize)>> {
-            let mut w = PartWriter::new(&out_dir, 0);
-            for batch in sink_rx {
-                w.write(&batch)?;
-            }
-            w.close_current()?;
-            Ok(w.files)
-        })
-        .map_err(|e| Error::output(&opts.out, e))?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    if opts.checkpoint_dir.is_some() {
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // A second signal while the first is being handled ends the process at once.
+            let _ = signal_hook::flag::register_conditional_shutdown(
+                sig,
+                130,
+                Arc::clone(&interrupted),
+            );
+            let _ = signal_hook::flag::register(sig, Arc::clone(&interrupted));
+        }
+    }
 
     let npieces = (threads * 2).max(2);
     let mut engine = Engine {
@@ -546,15 +866,118 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
         watermark: Watermark::new(&config.watermark),
         summary,
         rows: RowsBuilder::default(),
-        late: SideWriter::new(opts.out.join("late").join("late-00000.ndjson.zst")),
-        rejected: SideWriter::new(opts.out.join("rejected").join("rejected-00000.ndjson.zst")),
-        sink: Some(sink_tx),
+        late: SideWriter::new(opts.out.join("late"), "late"),
+        rejected: SideWriter::new(opts.out.join("rejected"), "rejected"),
+        sink: None,
         max_rejected: opts.max_rejected,
         progress,
         done_bytes: 0,
+        checkpoints: opts.checkpoint_dir.as_ref().map(|dir| Checkpoints {
+            dir: dir.clone(),
+            every: opts.checkpoint_every,
+            fingerprint,
+            seq: 0,
+            last_at: Instant::now(),
+            last_lines: 0,
+            interrupted: Arc::clone(&interrupted),
+            written: 0,
+            seconds: 0.0,
+            bytes: 0,
+        }),
     };
 
-    let result = drive(&mut engine, opts);
+    let mut start = Position {
+        file: 0,
+        offset: 0,
+        line: 1,
+    };
+    let mut first_part = 0;
+    if let Some(found) = &loaded {
+        let (next, next_part) = engine.restore(&found.payload)?;
+        discard_after_checkpoint(
+            &opts.out,
+            next_part,
+            engine.late.index,
+            engine.rejected.index,
+        )?;
+        start = next;
+        first_part = next_part;
+        engine
+            .summary
+            .warnings
+            .extend(resume_warnings.iter().cloned());
+        if let (Some(ck), Some(seq)) = (
+            engine.checkpoints.as_mut(),
+            crate::checkpoint::list(
+                &found
+                    .path
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            )?
+            .first(),
+        ) {
+            ck.seq = seq.0;
+        }
+        engine.done_bytes = files[..start.file.min(files.len())]
+            .iter()
+            .map(|f| f.size)
+            .sum();
+    }
+    let parts_before = engine.summary.files;
+
+    // Sink thread: Parquet encoding overlaps the counting of the next batch.
+    let (sink_tx, sink_rx) = mpsc::sync_channel::<SinkMsg>(2);
+    let out_dir = opts.out.clone();
+    let sink_thread = std::thread::Builder::new()
+        .name("abacus-sink".into())
+        .spawn(move || -> Result<u64> {
+            let mut w = PartWriter::new(&out_dir, first_part);
+            let mut failed: Option<Error> = None;
+            for msg in sink_rx {
+                match msg {
+                    SinkMsg::Rows(batch) => {
+                        if failed.is_none() {
+                            failed = w.write(&batch).err();
+                        }
+                    }
+                    SinkMsg::Flush(ack) => {
+                        let r = match failed.take() {
+                            Some(e) => Err(e),
+                            None => w
+                                .close_current()
+                                .map(|_| (w.next_index(), parts_before + w.files.len() as u64)),
+                        };
+                        let _ = ack.send(r);
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            w.close_current()?;
+            Ok(parts_before + w.files.len() as u64)
+        })
+        .map_err(|e| Error::output(&opts.out, e))?;
+    engine.sink = Some(sink_tx);
+
+    if loaded.is_none() && engine.checkpoints.is_some() {
+        // A first checkpoint before any work, so even a run killed at once can be resumed.
+        engine.checkpoint(start, false)?;
+    }
+    let result = drive(&mut engine, opts, start).and_then(|()| {
+        // The final checkpoint marks the run complete: a later --resume only reports the summary.
+        let end = Position {
+            file: files.len(),
+            offset: 0,
+            line: 1,
+        };
+        if engine.checkpoints.is_some() {
+            engine.checkpoint(end, true)
+        } else {
+            Ok(())
+        }
+    });
     // Always close the sink thread so a failure does not leave it waiting.
     engine.sink = None;
     let files_written = match sink_thread.join() {
@@ -572,11 +995,11 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
     engine.late.finish()?;
     engine.rejected.finish()?;
 
-    let mut summary = engine.summary;
+    let mut summary = engine.summary.clone();
     summary.counted = engine.parts.iter().map(|p| p.counted).sum();
     summary.duplicates = engine.parts.iter().map(|p| p.duplicates).sum();
     summary.late = engine.late.lines;
-    summary.files = files_written.len() as u64;
+    summary.files = files_written;
     let wm = engine.watermark.current();
     summary.watermark = (wm != Millis::MIN).then(|| crate::timefmt::format_rfc3339(wm));
     summary.wall_s = started.elapsed().as_secs_f64();
@@ -585,6 +1008,10 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
     } else {
         0.0
     };
+    if let Some(ck) = &engine.checkpoints {
+        summary.checkpoints = ck.written;
+        summary.checkpoint_s = ck.seconds;
+    }
     if !summary.balanced() {
         return Err(Error::Output {
             path: opts.out.clone(),
@@ -609,7 +1036,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
     Ok(summary)
 }
 
-fn drive(engine: &mut Engine, opts: &RunOptions) -> Result<()> {
+fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> {
     let (tx, rx) = mpsc::sync_channel::<SourceMsg>(4);
     let files = engine.files.to_vec();
     let parallel_frames = engine.pool.current_num_threads() * 2;
@@ -618,15 +1045,16 @@ fn drive(engine: &mut Engine, opts: &RunOptions) -> Result<()> {
         .thread_name(|i| format!("abacus-decode-{i}"))
         .build()
         .map_err(|e| Error::Usage(format!("cannot start decoder threads: {e}")))?;
+    let skip_to = (start.file, start.offset);
     let reader = std::thread::Builder::new()
         .name("abacus-reader".into())
         .spawn(move || {
-            reader_pool.install(|| input::read_all(&files, parallel_frames, (0, 0), &tx))
+            reader_pool.install(|| input::read_all(&files, parallel_frames, skip_to, &tx))
         })
         .map_err(|e| Error::output(&opts.out, e))?;
 
     let mut buf: Vec<u8> = Vec::new();
-    let mut pos = Position::default();
+    let mut pos = start;
     let mut started = false;
     let result = (|| -> Result<()> {
         for msg in rx.iter() {
@@ -646,11 +1074,12 @@ fn drive(engine: &mut Engine, opts: &RunOptions) -> Result<()> {
                         if started && file != pos.file {
                             engine.done_bytes += engine.files[pos.file].size;
                         }
-                        pos = Position {
-                            file,
-                            offset,
-                            line: 1,
+                        let line = if file == start.file && !started {
+                            start.line
+                        } else {
+                            1
                         };
+                        pos = Position { file, offset, line };
                         started = true;
                     }
                     if buf.is_empty() {
@@ -660,6 +1089,11 @@ fn drive(engine: &mut Engine, opts: &RunOptions) -> Result<()> {
                     if last {
                         engine.batch(&buf, pos)?;
                         buf.clear();
+                        engine.after_batch(Position {
+                            file: file + 1,
+                            offset: 0,
+                            line: 1,
+                        })?;
                     } else if buf.len() >= BATCH_BYTES {
                         if let Some(cut) = memchr::memrchr(b'\n', &buf) {
                             let whole = &buf[..cut + 1];
@@ -669,6 +1103,7 @@ fn drive(engine: &mut Engine, opts: &RunOptions) -> Result<()> {
                             pos.line += lines;
                             // Keep the partial last line; the buffer's capacity is reused.
                             buf.drain(..cut + 1);
+                            engine.after_batch(pos)?;
                         }
                     }
                     if let Some(bar) = &engine.progress {
@@ -702,6 +1137,11 @@ fn drive(engine: &mut Engine, opts: &RunOptions) -> Result<()> {
                         bar.println(format!("warning: {msg}"));
                     }
                     engine.summary.corrupt_inputs.push(msg);
+                    engine.after_batch(Position {
+                        file: file + 1,
+                        offset: 0,
+                        line: 1,
+                    })?;
                 }
             }
         }

@@ -210,33 +210,47 @@ impl PartWriter {
     }
 }
 
-/// A zstd-compressed NDJSON side output (`late/`, `rejected/`), created on first use.
+/// A zstd-compressed NDJSON side output (`late/`, `rejected/`): files `DIR/PREFIX-NNNNN.ndjson.zst`,
+/// each created on first use; a checkpoint commits the open one and the next line starts a new file.
 pub struct SideWriter {
-    path: PathBuf,
+    dir: PathBuf,
+    prefix: &'static str,
+    /// Index of the file being (or next to be) written.
+    pub index: u64,
     encoder: Option<zstd::stream::write::Encoder<'static, BufWriter<File>>>,
+    /// Lines written over the whole run (restored on resume).
     pub lines: u64,
 }
 
 impl SideWriter {
-    pub fn new(path: PathBuf) -> SideWriter {
+    pub fn new(dir: PathBuf, prefix: &'static str) -> SideWriter {
         SideWriter {
-            path,
+            dir,
+            prefix,
+            index: 0,
             encoder: None,
             lines: 0,
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn file_path(dir: &Path, prefix: &str, index: u64) -> PathBuf {
+        dir.join(format!("{prefix}-{index:05}.ndjson.zst"))
+    }
+
+    /// The file currently written (for messages).
+    pub fn path(&self) -> PathBuf {
+        Self::file_path(&self.dir, self.prefix, self.index)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Appends one line; `\n` is added.
     pub fn line(&mut self, bytes: &[u8]) -> Result<()> {
         if self.encoder.is_none() {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
-            }
-            let tmp = tmp_path(&self.path);
+            std::fs::create_dir_all(&self.dir).map_err(|e| Error::output(&self.dir, e))?;
+            let tmp = tmp_path(&self.path());
             let file = File::create(&tmp).map_err(|e| Error::output(&tmp, e))?;
             let enc = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, file), 3)
                 .map_err(|e| Error::output(&tmp, e))?;
@@ -245,23 +259,25 @@ impl SideWriter {
         if let Some(enc) = self.encoder.as_mut() {
             enc.write_all(bytes)
                 .and_then(|_| enc.write_all(b"\n"))
-                .map_err(|e| Error::output(&self.path, e))?;
+                .map_err(|e| Error::output(self.dir.as_path(), e))?;
         }
         self.lines += 1;
         Ok(())
     }
 
-    /// Finishes the zstd stream and commits the file. Returns the path if anything was written.
+    /// Finishes the open file, if any, and commits it; the next line goes to a new file.
     pub fn finish(&mut self) -> Result<Option<PathBuf>> {
         match self.encoder.take() {
             None => Ok(None),
             Some(enc) => {
-                let tmp = tmp_path(&self.path);
+                let path = self.path();
+                let tmp = tmp_path(&path);
                 let mut w = enc.finish().map_err(|e| Error::output(&tmp, e))?;
                 w.flush().map_err(|e| Error::output(&tmp, e))?;
                 drop(w);
-                commit(&tmp, &self.path)?;
-                Ok(Some(self.path.clone()))
+                commit(&tmp, &path)?;
+                self.index += 1;
+                Ok(Some(path))
             }
         }
     }

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use hashbrown::HashMap;
 
 use crate::dedup::{Dedup, Seen};
+use crate::error::Result;
 use crate::parse::{Event, KeyStrings, Parser};
 use crate::timefmt::Millis;
 use crate::window::Windows;
@@ -631,4 +632,248 @@ mod tests {
             proptest::prop_assert_eq!(engine(&ev, n, 0), naive(&ev, n));
         }
     }
+}
+
+/// Which of `parts` partitions owns a user: its whole state lives there. Uses the hash's high 32
+/// bits (hashbrown uses the low ones inside each partition's maps; dedup keys keep the same bits).
+#[inline]
+pub fn partition_of(user: u64, parts: usize) -> usize {
+    ((user >> 32) % parts as u64) as usize
+}
+
+impl PartitionState {
+    fn ensure_key(&mut self, hash: u64, strings: &KeyStrings) -> u32 {
+        if let Some(&id) = self.key_ids.get(&hash) {
+            return id;
+        }
+        let nspecs = self.windows.specs.len();
+        let id = self.keys.len() as u32;
+        self.keys.push(KeyEntry {
+            hash,
+            strings: strings.clone(),
+            cells: vec![Vec::new(); nspecs],
+            carry: vec![0; nspecs],
+        });
+        self.key_ids.insert(hash, id);
+        id
+    }
+}
+
+fn put_key_strings(w: &mut crate::checkpoint::Writer, s: &KeyStrings) {
+    w.str(&s.event_type);
+    w.u32(s.dimension.map_or(u32::MAX, u32::from));
+    match &s.value {
+        Some(v) => {
+            w.u8(1);
+            w.str(v);
+        }
+        None => w.u8(0),
+    }
+}
+
+fn get_key_strings(r: &mut crate::checkpoint::Reader) -> Result<KeyStrings> {
+    let event_type = r.string()?.into();
+    let dimension =
+        match r.u32()? {
+            u32::MAX => None,
+            d => Some(u16::try_from(d).map_err(|_| {
+                crate::Error::Checkpoint("the checkpoint payload is damaged".into())
+            })?),
+        };
+    let value = if r.u8()? == 1 {
+        Some(r.string()?.into())
+    } else {
+        None
+    };
+    Ok(KeyStrings {
+        event_type,
+        dimension,
+        value,
+    })
+}
+
+/// Writes the counting state of all partitions in a form that does not depend on how many there are:
+/// per-key counters are summed (they only ever add up across partitions), per-user state is keyed by
+/// user hash and key hash, so a resume may use another `--threads`.
+pub fn encode_partitions<'a>(
+    parts: impl Iterator<Item = &'a PartitionState> + Clone,
+    w: &mut crate::checkpoint::Writer,
+) {
+    let Some(first) = parts.clone().next() else {
+        return;
+    };
+    let nspecs = first.windows.specs.len();
+    let ngroups = first.groups.len();
+    w.u64(nspecs as u64);
+    w.u64(ngroups as u64);
+    for &h in &first.horizon {
+        w.i64(h);
+    }
+    // Keys, merged by hash.
+    let mut merged: HashMap<u64, (&KeyStrings, Vec<i64>, Vec<Vec<Cell>>)> = HashMap::new();
+    for p in parts.clone() {
+        for k in &p.keys {
+            let e = merged
+                .entry(k.hash)
+                .or_insert_with(|| (&k.strings, vec![0; nspecs], vec![Vec::new(); nspecs]));
+            for s in 0..nspecs {
+                e.1[s] += k.carry[s];
+                for c in &k.cells[s] {
+                    let cell = cell(&mut e.2[s], c.idx);
+                    cell.events += c.events;
+                    cell.add += c.add;
+                    cell.sub += c.sub;
+                }
+            }
+        }
+    }
+    let mut keys: Vec<_> = merged.into_iter().collect();
+    keys.sort_unstable_by_key(|k| k.0);
+    w.u64(keys.len() as u64);
+    for (hash, (strings, carry, cells)) in &keys {
+        w.u64(*hash);
+        put_key_strings(w, strings);
+        for s in 0..nspecs {
+            w.i64(carry[s]);
+            w.u64(cells[s].len() as u64);
+            for c in &cells[s] {
+                w.i64(c.idx);
+                w.u64(c.events);
+                w.u32(c.add);
+                w.u32(c.sub);
+            }
+        }
+    }
+    // (user, key) pane sets.
+    let entries: usize = parts.clone().map(|p| p.entries).sum();
+    w.u64(entries as u64);
+    for p in parts.clone() {
+        for (&user, sets) in &p.users {
+            for chunk in sets.chunks_exact(ngroups) {
+                w.u64(user);
+                w.u64(p.keys[chunk[0].key as usize].hash);
+                for set in chunk {
+                    w.i64(set.hi);
+                    w.u64(set.mask);
+                    w.u8(set.spilled as u8);
+                }
+            }
+        }
+    }
+    let spills: usize = parts.clone().map(|p| p.spill.len()).sum();
+    w.u64(spills as u64);
+    for p in parts.clone() {
+        for ((user, key, g), panes) in &p.spill {
+            w.u64(*user);
+            w.u64(p.keys[*key as usize].hash);
+            w.u8(*g);
+            w.u64(panes.len() as u64);
+            for &q in panes {
+                w.i64(q);
+            }
+        }
+    }
+    let dedups: usize = parts.clone().map(|p| p.dedup.len()).sum();
+    w.u64(dedups as u64);
+    for p in parts {
+        for (k, exp) in p.dedup.entries() {
+            w.u64(k);
+            w.i64(exp);
+        }
+    }
+}
+
+/// Restores what [`encode_partitions`] wrote into freshly created partitions.
+pub fn decode_partitions(
+    parts: &mut [PartitionState],
+    r: &mut crate::checkpoint::Reader,
+) -> Result<()> {
+    let mismatch = || {
+        crate::Error::Checkpoint("the checkpoint's window layout does not match the config".into())
+    };
+    let n = parts.len();
+    let Some(first) = parts.first() else {
+        return Ok(());
+    };
+    let nspecs = first.windows.specs.len();
+    let ngroups = first.groups.len();
+    if r.u64()? as usize != nspecs || r.u64()? as usize != ngroups {
+        return Err(mismatch());
+    }
+    let mut horizon = Vec::with_capacity(nspecs);
+    for _ in 0..nspecs {
+        horizon.push(r.i64()?);
+    }
+    for p in parts.iter_mut() {
+        p.horizon.clone_from(&horizon);
+    }
+    // All summed counters go to partition 0; the others learn a key's strings when they need them.
+    let nkeys = r.len(8)?;
+    let mut strings_of: HashMap<u64, KeyStrings> = HashMap::with_capacity(nkeys);
+    for _ in 0..nkeys {
+        let hash = r.u64()?;
+        let strings = get_key_strings(r)?;
+        let id = parts[0].ensure_key(hash, &strings);
+        for s in 0..nspecs {
+            let carry = r.i64()?;
+            let ncells = r.len(24)?;
+            let mut cells = Vec::with_capacity(ncells);
+            for _ in 0..ncells {
+                cells.push(Cell {
+                    idx: r.i64()?,
+                    events: r.u64()?,
+                    add: r.u32()?,
+                    sub: r.u32()?,
+                });
+            }
+            let entry = &mut parts[0].keys[id as usize];
+            entry.carry[s] = carry;
+            entry.cells[s] = cells;
+        }
+        strings_of.insert(hash, strings);
+    }
+    let key_in =
+        |p: &mut PartitionState, hash: u64, strings_of: &HashMap<u64, KeyStrings>| -> Result<u32> {
+            let s = strings_of.get(&hash).ok_or_else(|| {
+                crate::Error::Checkpoint("the checkpoint payload is damaged (unknown key)".into())
+            })?;
+            Ok(p.ensure_key(hash, s))
+        };
+    let entries = r.len(16 + 17 * ngroups)?;
+    for _ in 0..entries {
+        let user = r.u64()?;
+        let hash = r.u64()?;
+        let p = &mut parts[partition_of(user, n)];
+        let key = key_in(p, hash, &strings_of)?;
+        let sets = p.users.entry(user).or_default();
+        for _ in 0..ngroups {
+            sets.push(PaneSet {
+                hi: r.i64()?,
+                mask: r.u64()?,
+                key,
+                spilled: r.u8()? != 0,
+            });
+        }
+        p.entries += 1;
+    }
+    let spills = r.len(25)?;
+    for _ in 0..spills {
+        let user = r.u64()?;
+        let hash = r.u64()?;
+        let g = r.u8()?;
+        let np = r.len(8)?;
+        let p = &mut parts[partition_of(user, n)];
+        let key = key_in(p, hash, &strings_of)?;
+        let set = p.spill.entry((user, key, g)).or_default();
+        for _ in 0..np {
+            set.insert(r.i64()?);
+        }
+    }
+    let dedups = r.len(16)?;
+    for _ in 0..dedups {
+        let k = r.u64()?;
+        let exp = r.i64()?;
+        parts[partition_of(k, n)].dedup.insert_raw(k, exp);
+    }
+    Ok(())
 }

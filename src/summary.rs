@@ -29,6 +29,11 @@ pub struct Summary {
     pub wall_s: f64,
     pub events_per_s: f64,
     pub peak_state_bytes: u64,
+    /// Checkpoints written by this process (the final one included) and the seconds spent on them.
+    #[serde(default)]
+    pub checkpoints: u64,
+    #[serde(default)]
+    pub checkpoint_s: f64,
     /// Input files that did not decode to their end: `path: reason`.
     pub corrupt_inputs: Vec<String>,
     pub warnings: Vec<String>,

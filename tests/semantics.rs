@@ -953,29 +953,30 @@ fn ms_row(t: i64, n: u64) -> Row {
 #[test]
 fn time_format_auto() {
     let input = time_lines(&[
-        "1714521600",                         // seconds → T0
-        "1714521600.5",                       // T0+500
-        "1714521600123",                      // ≥ 1e11: ms → T0+123
-        "1714521600123.9",                    // ms, fraction truncated → T0+123
-        "\"1714521600\"",                     // digits in a string: seconds → T0
-        "\"1714521600007\"",                  // ms → T0+7
-        "\"2024-05-01T00:00:00.999999999Z\"", // T0+999
-        "\"2024-05-01 02:00:00.250+02:00\"",  // T0+250
-        "\"2024-04-30t23:00:00.0019-01:00\"", // T0+1
-        "\"2024-05-01T00:00:00z\"",           // T0
-        "100000000000",                       // exactly 1e11: ms (1973)
-        "99999999999",                        // < 1e11: seconds → year 5138: out of range
-        "0",                                  // time_min is inclusive
-        "4102444799999",                      // the last ms before 2100
-        "4102444800",                         // seconds: 2100-01-01 → out of range
-        "\"2024-05-01T00:00:00\"",            // no offset: invalid
-        "-1",                                 // before 1970: out of range
-        "\"2024-05-01T05:30:00.5+05:30\"",    // T0+500
-        "1714521600.0019",                    // T0+1
-        "\"2024-02-29T12:00:00Z\"",           // a leap day
-        "\"2023-02-29T12:00:00Z\"",           // not a day: invalid
-        "\"-5\"",                             // digits: −5 s: out of range
-        "true",                               // invalid
+        "1714521600",                          // seconds → T0
+        "1714521600.5",                        // T0+500
+        "1714521600123",                       // ≥ 1e11: ms → T0+123
+        "1714521600123.9",                     // ms, fraction truncated → T0+123
+        "\"1714521600\"",                      // digits in a string: seconds → T0
+        "\"1714521600007\"",                   // ms → T0+7
+        "\"2024-05-01T00:00:00.999999999Z\"",  // T0+999
+        "\"2024-05-01 02:00:00.250+02:00\"",   // T0+250
+        "\"2024-04-30t23:00:00.0019-01:00\"",  // T0+1
+        "\"2024-05-01T00:00:00z\"",            // T0
+        "100000000000",                        // exactly 1e11: ms (1973)
+        "99999999999",                         // < 1e11: seconds → year 5138: out of range
+        "0",                                   // time_min is inclusive
+        "4102444799999",                       // the last ms before 2100
+        "4102444800",                          // seconds: 2100-01-01 → out of range
+        "\"2024-05-01T00:00:00\"",             // no offset: invalid
+        "-1",                                  // before 1970: out of range
+        "\"2024-05-01T05:30:00.5+05:30\"",     // T0+500
+        "1714521600.0019",                     // T0+1
+        "\"2024-02-29T12:00:00Z\"",            // a leap day
+        "\"2023-02-29T12:00:00Z\"",            // not a day: invalid
+        "\"-5\"",                              // digits: −5 s: out of range
+        "true",                                // invalid
+        "\"2024-05-01T00:00:00.1234567890Z\"", // 10 fraction digits: invalid
     ]);
     let out = run_case(&time_cfg("auto"), &input);
     check(
@@ -993,7 +994,7 @@ fn time_format_auto() {
             ms_row(T0 + 999, 1),
             ms_row(4_102_444_799_999, 1),
         ],
-        counts(23, 16, 0, 0, 7),
+        counts(24, 16, 0, 0, 8),
     );
     let mut got = out.rejected_reasons.clone();
     got.sort();
@@ -1003,10 +1004,11 @@ fn time_format_auto() {
             "invalid time",
             "invalid time",
             "invalid time",
+            "invalid time",
             "time out of range",
             "time out of range",
             "time out of range",
-            "time out of range"
+            "time out of range",
         ]
     );
 }
@@ -1103,14 +1105,19 @@ fn time_limits_and_times_before_1970() {
         ],
         counts(9, 7, 0, 0, 2),
     );
-    assert_eq!(out.rejected_reasons, vec!["time out of range", "time out of range"]);
+    assert_eq!(
+        out.rejected_reasons,
+        vec!["time out of range", "time out of range"]
+    );
 }
 
 #[test]
 fn watermark_defaults() {
     // defaults: interval 4096, sample 10000, max_out_of_orderness 1h, allowed_lateness 6h, ttl 24h
     let cfg = format!("{FIELDS_ID}{HOURLY}");
-    let mut ls: Vec<String> = (0..4095).map(|i| evi("bulk", T0 + 10 * H, "x", &format!("b{i}"))).collect();
+    let mut ls: Vec<String> = (0..4095)
+        .map(|i| evi("bulk", T0 + 10 * H, "x", &format!("b{i}")))
+        .collect();
     ls.push(ev("p", T0 + 2 * H + 30 * MIN, "x")); // g = 4095: wm still −∞
     // now wm = median of 4096 times (T0+10h) − 1h = T0+9h
     ls.push(ev("q", T0 + 2 * H + 30 * MIN, "x")); // E+6h = T0+9h: late

@@ -60,6 +60,7 @@ pub fn total(
 }
 
 /// A dimension row, for hand-written expectations.
+#[allow(clippy::too_many_arguments)]
 pub fn dim(
     event_type: &str,
     dimension: &str,

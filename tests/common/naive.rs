@@ -79,7 +79,9 @@ const DEFAULT_TIME_MAX: i64 = 4_102_444_800_000; // 2100-01-01T00:00:00Z
 pub fn dur(s: &str) -> i64 {
     let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
     let unit = &s[digits.len()..];
-    let n: i64 = digits.parse().unwrap_or_else(|_| panic!("bad duration {s}"));
+    let n: i64 = digits
+        .parse()
+        .unwrap_or_else(|_| panic!("bad duration {s}"));
     let unit_ms = match unit {
         "ms" => 1,
         "s" => 1000,
@@ -122,7 +124,12 @@ impl Cfg {
         writeln!(t, "strategy = {}", toml_str(st)).unwrap();
         writeln!(t, "sample = {}", self.sample).unwrap();
         writeln!(t, "interval = {}", self.interval).unwrap();
-        writeln!(t, "max_out_of_orderness = {}", toml_str(&self.max_out_of_orderness)).unwrap();
+        writeln!(
+            t,
+            "max_out_of_orderness = {}",
+            toml_str(&self.max_out_of_orderness)
+        )
+        .unwrap();
         writeln!(t, "allowed_lateness = {}", toml_str(&self.allowed_lateness)).unwrap();
         t += "\n[limits]\n";
         writeln!(t, "max_line_bytes = {}", self.max_line_bytes).unwrap();
@@ -165,7 +172,11 @@ impl Cfg {
     }
 
     fn lateness_ms(&self) -> Option<i64> {
-        if self.allowed_lateness == "unbounded" { None } else { Some(dur(&self.allowed_lateness)) }
+        if self.allowed_lateness == "unbounded" {
+            None
+        } else {
+            Some(dur(&self.allowed_lateness))
+        }
     }
 }
 
@@ -263,7 +274,14 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     if !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
         return None;
     }
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || d < 1 || d > month_days(y, mo) || h > 23 || mi > 59 || sec > 59 {
         return None;
     }
@@ -290,10 +308,16 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         let oh: i64 = rest[1..3].parse().ok()?;
         let om: i64 = rest[4..6].parse().ok()?;
-        if !rest[1..3].bytes().all(|c| c.is_ascii_digit()) || !rest[4..6].bytes().all(|c| c.is_ascii_digit()) {
+        if !rest[1..3].bytes().all(|c| c.is_ascii_digit())
+            || !rest[4..6].bytes().all(|c| c.is_ascii_digit())
+        {
             return None;
         }
-        if rb[0] == b'-' { -(oh * 60 + om) } else { oh * 60 + om }
+        if rb[0] == b'-' {
+            -(oh * 60 + om)
+        } else {
+            oh * 60 + om
+        }
     };
     let local_secs = days_since_epoch(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec;
     Some((local_secs - offset_min * 60) * 1000 + frac_ms)
@@ -411,7 +435,13 @@ pub fn parse_line(cfg: &Cfg, line: &[u8]) -> Result<Ev, &'static str> {
         }
     }
 
-    Ok(Ev { user, t, event_type, id, dims })
+    Ok(Ev {
+        user,
+        t,
+        event_type,
+        id,
+        dims,
+    })
 }
 
 /// Every window (spec name, start, end) of every spec that contains `t`, found by trying every
@@ -445,7 +475,14 @@ pub fn aggregate(cfg: &Cfg, events: &[Ev]) -> Vec<Row> {
         for (wname, start, end) in windows_containing(cfg, ev.t) {
             for (dn, dv) in &keys {
                 let e = acc
-                    .entry((ev.event_type.clone(), dn.clone(), dv.clone(), wname.clone(), start, end))
+                    .entry((
+                        ev.event_type.clone(),
+                        dn.clone(),
+                        dv.clone(),
+                        wname.clone(),
+                        start,
+                        end,
+                    ))
                     .or_default();
                 e.0.insert(ev.user.clone());
                 e.1 += 1;
@@ -454,16 +491,18 @@ pub fn aggregate(cfg: &Cfg, events: &[Ev]) -> Vec<Row> {
     }
     let mut rows: Vec<Row> = acc
         .into_iter()
-        .map(|((event_type, dimension, value, window, start_ms, end_ms), (users, events))| Row {
-            event_type,
-            dimension,
-            value,
-            window,
-            start_ms,
-            end_ms,
-            unique_users: users.len() as u64,
-            events,
-        })
+        .map(
+            |((event_type, dimension, value, window, start_ms, end_ms), (users, events))| Row {
+                event_type,
+                dimension,
+                value,
+                window,
+                start_ms,
+                end_ms,
+                unique_users: users.len() as u64,
+                events,
+            },
+        )
         .collect();
     rows.sort();
     rows
@@ -513,7 +552,9 @@ pub fn reference(cfg: &Cfg, files: &[Vec<u8>]) -> Outcome {
 
         // is it late under the watermark it sees? check every window that contains it
         let late = match (lateness, wm) {
-            (Some(l), Some(w)) => windows_containing(cfg, ev.t).iter().any(|(_, _, end)| w >= end + l),
+            (Some(l), Some(w)) => windows_containing(cfg, ev.t)
+                .iter()
+                .any(|(_, _, end)| w >= end + l),
             _ => false,
         };
         let key = ev.id.clone().map(|id| (ev.user.clone(), id));
@@ -551,7 +592,7 @@ pub fn reference(cfg: &Cfg, files: &[Vec<u8>]) -> Outcome {
 
         // the watermark moves after accepted event g when (g + 1) % interval == 0
         times.push(ev.t);
-        if (g + 1) % cfg.interval == 0 {
+        if (g + 1).is_multiple_of(cfg.interval) {
             let candidate = match cfg.strategy {
                 Strategy::Median => {
                     let from = times.len().saturating_sub(cfg.sample);
