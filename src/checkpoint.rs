@@ -171,8 +171,13 @@ pub fn write(
     let path = dir.join(file_name(seq));
     let tmp = dir.join(format!("{}.tmp", file_name(seq)));
     let mut f = File::create(&tmp).map_err(|e| Error::output(&tmp, e))?;
+    let half = compressed.len() / 2;
     f.write_all(&header)
-        .and_then(|_| f.write_all(&compressed))
+        .and_then(|_| f.write_all(&compressed[..half]))
+        .and_then(|_| {
+            crate::failpoint::hit("checkpoint-write");
+            f.write_all(&compressed[half..])
+        })
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::output(&tmp, e))?;
     drop(f);

@@ -82,6 +82,11 @@ pub struct RunArgs {
     #[arg(long, requires = "checkpoint_dir")]
     pub resume: bool,
 
+    /// Decoded input bytes per batch (advanced). Checkpoints and window firing happen at batch
+    /// boundaries; results are identical for every value.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::run::BATCH_BYTES, hide_short_help = true)]
+    pub batch_size: usize,
+
     /// No progress bar and no summary table (for scripts; errors still go to stderr).
     #[arg(long, short)]
     pub quiet: bool,

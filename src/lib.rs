@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod dedup;
 pub mod error;
+pub mod failpoint;
 pub mod generate;
 pub mod input;
 pub mod parse;

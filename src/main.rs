@@ -41,6 +41,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 checkpoint_dir: args.checkpoint_dir,
                 checkpoint_every: args.checkpoint_every.unwrap_or_default(),
                 resume: args.resume,
+                batch_bytes: args.batch_size,
             };
             let summary = run(&opts)?;
             if !args.quiet {

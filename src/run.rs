@@ -73,6 +73,8 @@ pub struct RunOptions {
     pub checkpoint_every: CheckpointEvery,
     /// Continue from the newest valid checkpoint in `checkpoint_dir`.
     pub resume: bool,
+    /// Decoded bytes per batch (default [`BATCH_BYTES`]). Results do not depend on it.
+    pub batch_bytes: usize,
 }
 
 /// How often to checkpoint: after a wall-clock interval or a number of input lines (checked at batch
@@ -429,6 +431,7 @@ impl Engine<'_> {
         }
         let batch = self.rows.finish()?;
         if let Some(tx) = &self.sink {
+            crate::failpoint::hit("rows");
             if tx.send(SinkMsg::Rows(batch)).is_err() {
                 return Err(Error::Output {
                     path: self.out.clone(),
@@ -1053,6 +1056,7 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
         })
         .map_err(|e| Error::output(&opts.out, e))?;
 
+    let batch_bytes = opts.batch_bytes.max(1);
     let mut buf: Vec<u8> = Vec::new();
     let mut pos = start;
     let mut started = false;
@@ -1086,26 +1090,42 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
                         pos.offset = offset;
                     }
                     buf.extend_from_slice(&data);
-                    if last {
-                        engine.batch(&buf, pos)?;
-                        buf.clear();
-                        engine.after_batch(Position {
-                            file: file + 1,
-                            offset: 0,
-                            line: 1,
+                    // Cut batches of about `batch_bytes` at line ends; a file's tail is its last batch.
+                    let mut at = 0;
+                    loop {
+                        let rest = &buf[at..];
+                        let cut = if rest.len() >= batch_bytes {
+                            memchr::memchr(b'\n', &rest[batch_bytes - 1..]).map(|i| batch_bytes + i)
+                        } else {
+                            None
+                        };
+                        let end = match cut {
+                            Some(c) => c,
+                            None if last && !rest.is_empty() => rest.len(),
+                            None => break,
+                        };
+                        let whole = &buf[at..at + end];
+                        let lines = memchr::memchr_iter(b'\n', whole).count() as u64;
+                        engine.batch(whole, pos)?;
+                        at += end;
+                        pos.offset += end as u64;
+                        pos.line += lines;
+                        let file_done = last && at == buf.len();
+                        engine.after_batch(if file_done {
+                            Position {
+                                file: file + 1,
+                                offset: 0,
+                                line: 1,
+                            }
+                        } else {
+                            pos
                         })?;
-                    } else if buf.len() >= BATCH_BYTES {
-                        if let Some(cut) = memchr::memrchr(b'\n', &buf) {
-                            let whole = &buf[..cut + 1];
-                            let lines = memchr::memchr_iter(b'\n', whole).count() as u64;
-                            engine.batch(whole, pos)?;
-                            pos.offset += whole.len() as u64;
-                            pos.line += lines;
-                            // Keep the partial last line; the buffer's capacity is reused.
-                            buf.drain(..cut + 1);
-                            engine.after_batch(pos)?;
+                        if file_done {
+                            break;
                         }
                     }
+                    // Keep the partial last line; the buffer's capacity is reused.
+                    buf.drain(..at);
                     if let Some(bar) = &engine.progress {
                         bar.set_position(engine.done_bytes + consumed);
                         let secs = bar.elapsed().as_secs_f64().max(1e-3);

@@ -195,6 +195,7 @@ impl PartWriter {
     /// Closes and commits the open file, if any.
     pub fn close_current(&mut self) -> Result<()> {
         if let Some((writer, path, rows)) = self.current.take() {
+            crate::failpoint::hit("part-write");
             writer.close().map_err(|e| Error::Parquet {
                 path: path.clone(),
                 reason: e.to_string(),
