@@ -195,21 +195,26 @@ impl PartitionState {
         let sets = self.users.entry(user).or_default();
         for &kh in keys {
             let key = self.key_ids.get(&kh).copied().unwrap_or(0);
-            let at = match sets.chunks_exact(ngroups).position(|c| c[0].key == key) {
-                Some(i) => i * ngroups,
-                None => {
-                    let at = sets.len();
-                    sets.extend(std::iter::repeat_n(
-                        PaneSet {
-                            key,
-                            ..PaneSet::default()
-                        },
-                        ngroups,
-                    ));
-                    self.entries += 1;
-                    at
+            // A user's entries are sorted by key id: heavy users have hundreds of keys.
+            let n = sets.len() / ngroups;
+            let (mut lo, mut hi) = (0, n);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if sets[mid * ngroups].key < key {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
                 }
-            };
+            }
+            let at = lo * ngroups;
+            if lo == n || sets[at].key != key {
+                let fresh = PaneSet {
+                    key,
+                    ..PaneSet::default()
+                };
+                sets.splice(at..at, std::iter::repeat_n(fresh, ngroups));
+                self.entries += 1;
+            }
             let entry = &mut self.keys[key as usize];
             for (g, group) in self.groups.iter().enumerate() {
                 let p = t.div_euclid(group.width);

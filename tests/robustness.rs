@@ -1175,13 +1175,32 @@ fn rejected_positions_across_files_and_inside_zstd() {
     let want = expected_rejects(&[(p(&fa), &a), (p(&fb), &b), (p(&fc), &c), (p(&fe), &e)]);
     assert!(want.len() > 100);
     let total_lines: usize = [&a, &b, &c, &e].iter().map(|x| split_lines(x).len()).sum();
-    for threads in [1, 3] {
-        let out = d.path().join(format!("out{threads}"));
-        run(&[&fa, &fb, &fc, &fe], &cfg, &out).threads(threads).ok();
+    // default batches with 1 and 3 threads, then tiny batches (down to one byte: every line is cut)
+    for (threads, batch) in [
+        (1, None),
+        (3, None),
+        (2, Some(1)),
+        (2, Some(100)),
+        (2, Some(4096)),
+    ] {
+        let out = d.path().join(format!("out{threads}-{batch:?}"));
+        let mut r = run(&[&fa, &fb, &fc, &fe], &cfg, &out).threads(threads);
+        if let Some(b) = batch {
+            r = r.arg("--batch-size").arg(b.to_string());
+        }
+        r.ok();
         let cn = counts(&out);
         assert_eq!(cn.lines, total_lines as u64);
         assert_eq!(cn.rejected, want.len() as u64);
-        assert_eq!(got_rejects(&out), want, "threads = {threads}");
+        assert_eq!(
+            got_rejects(&out),
+            want,
+            "threads = {threads}, --batch-size {batch:?}"
+        );
+        assert!(
+            rows(&out) == rows(&d.path().join("out1-None")),
+            "--batch-size {batch:?}: rows differ"
+        );
     }
     // The good lines alone give the same rows: rejected lines take part in nothing.
     let good: Vec<u8> = [&a, &b, &c, &e]
@@ -1193,7 +1212,7 @@ fn rejected_positions_across_files_and_inside_zstd() {
     let fg = write(d.path(), "good.ndjson", &good);
     let out_g = d.path().join("out-good");
     run(&[&fg], &cfg, &out_g).ok();
-    assert_eq!(rows(&d.path().join("out1")), rows(&out_g));
+    assert_eq!(rows(&d.path().join("out1-None")), rows(&out_g));
 }
 
 #[test]
