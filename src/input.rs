@@ -360,101 +360,129 @@ fn read_zstd(
         }
         return Ok(true);
     }
-    // One frame, or a file that does not split cleanly into frames: decode as a stream.
-    let mut counter = CountingReader {
-        inner: data,
-        read: 0,
-    };
-    let mut dec = match zstd::stream::read::Decoder::with_buffer(&mut counter) {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = tx.send(SourceMsg::Corrupt {
-                file: fi,
-                offset: 0,
-                reason: format!("cannot start zstd decoding: {e}"),
-            });
-            return Ok(true);
-        }
-    };
-    use std::io::Read;
+    // One frame, or a file that does not split cleanly into frames: decode as a stream. Input goes
+    // in small pieces so that, when the data turns out corrupt or truncated, everything decoded
+    // before the damaged block has already been handed on, and the failing offset is known.
+    const STEP: usize = 16 << 10;
+    let mut dctx = zstd::zstd_safe::DCtx::create();
+    let mut pos = 0usize;
+    let mut out: Vec<u8> = Vec::with_capacity(BLOCK_BYTES + (256 << 10));
+    let mut in_frame = false;
+    let mut failure: Option<(usize, String)> = None;
+    let mut window = vec![0u8; 64 << 10];
     loop {
-        let mut buf = vec![0u8; BLOCK_BYTES];
-        let mut filled = 0;
-        let mut failure = None;
-        while filled < buf.len() {
-            match dec.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
+        let input_done = pos >= data.len();
+        if out.len() >= BLOCK_BYTES || input_done {
+            let start = decoded;
+            decoded += out.len() as u64;
+            let last = input_done;
+            if decoded > skip || last {
+                let cut = skip.saturating_sub(start).min(out.len() as u64) as usize;
+                let mut block_data =
+                    std::mem::replace(&mut out, Vec::with_capacity(BLOCK_BYTES + (256 << 10)));
+                if cut > 0 {
+                    block_data.drain(..cut);
+                }
+                if !send(Block {
+                    file: fi,
+                    offset: start + cut as u64,
+                    data: block_data,
+                    consumed: pos as u64,
+                    last,
+                }) {
+                    return Ok(false);
+                }
+            } else {
+                out.clear();
+            }
+            if last {
+                break;
+            }
+        }
+        let end = (pos + STEP).min(data.len());
+        let mut input = zstd::zstd_safe::InBuffer::around(&data[pos..end]);
+        let mut output = zstd::zstd_safe::OutBuffer::around(&mut window[..]);
+        match dctx.decompress_stream(&mut output, &mut input) {
+            Ok(hint) => {
+                let n = output.pos();
+                out.extend_from_slice(&window[..n]);
+                pos += input.pos();
+                in_frame = hint != 0;
+                if n == 0 && input.pos() == 0 && in_frame && end == data.len() {
+                    // No progress possible: the frame needs input that is not there.
+                    pos = data.len();
                 }
             }
-        }
-        buf.truncate(filled);
-        let consumed = dec.get_ref().read as u64;
-        let start = decoded;
-        decoded += filled as u64;
-        let done = filled == 0
-            || failure.is_some()
-            || consumed >= data.len() as u64 && filled < BLOCK_BYTES;
-        if decoded > skip || done {
-            let cut = skip.saturating_sub(start).min(filled as u64) as usize;
-            if cut > 0 {
-                buf.drain(..cut);
-            }
-            let block = Block {
-                file: fi,
-                offset: start + cut as u64,
-                data: buf,
-                consumed,
-                last: done,
-            };
-            if !send(block) {
-                return Ok(false);
+            Err(code) => {
+                let at = pos + input.pos();
+                failure = Some((
+                    at,
+                    format!(
+                        "zstd data corrupt: {}",
+                        zstd::zstd_safe::get_error_name(code)
+                    ),
+                ));
+                // The failing call's output is dropped; decode once more, byte by byte, to recover
+                // everything that precedes the damage exactly.
+                let delivered = decoded + out.len() as u64;
+                out.extend_from_slice(&recover_tail(data, delivered));
+                // Stop reading this file; the next turn hands on what decoded before the damage.
+                pos = data.len();
             }
         }
-        if let Some(e) = failure {
-            let reason = if consumed >= data.len() as u64 {
-                format!("the zstd data ends early (truncated file?): {e}")
-            } else {
-                format!("zstd data corrupt: {e}")
-            };
-            let _ = tx.send(SourceMsg::Corrupt {
-                file: fi,
-                offset: consumed,
-                reason,
-            });
-            return Ok(true);
-        }
-        if done {
-            return Ok(true);
+        if failure.is_none() && pos >= data.len() && in_frame {
+            failure = Some((
+                pos,
+                "the zstd data ends in the middle of a frame (truncated file?)".into(),
+            ));
         }
     }
+    if let Some((offset, reason)) = failure {
+        let _ = tx.send(SourceMsg::Corrupt {
+            file: fi,
+            offset: offset as u64,
+            reason,
+        });
+    }
+    Ok(true)
 }
 
-struct CountingReader<'a> {
-    inner: &'a [u8],
-    read: usize,
-}
-
-impl std::io::Read for CountingReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.inner.len() - self.read);
-        buf[..n].copy_from_slice(&self.inner[self.read..self.read + n]);
-        self.read += n;
-        Ok(n)
+/// Error path only: decodes `data` from the start again, skips the first `from` decoded bytes, and
+/// returns the bytes after them that decode before the first error, one output byte per call so
+/// that nothing decodable is lost with the failing call.
+fn recover_tail(data: &[u8], from: u64) -> Vec<u8> {
+    let mut dctx = zstd::zstd_safe::DCtx::create();
+    let mut produced: u64 = 0;
+    let mut tail = Vec::new();
+    let mut pos = 0usize;
+    let mut window = vec![0u8; 64 << 10];
+    while pos < data.len() {
+        let want = if produced < from {
+            ((from - produced) as usize).min(window.len())
+        } else {
+            1
+        };
+        let mut input = zstd::zstd_safe::InBuffer::around(&data[pos..(pos + 4096).min(data.len())]);
+        let mut output = zstd::zstd_safe::OutBuffer::around(&mut window[..want]);
+        match dctx.decompress_stream(&mut output, &mut input) {
+            Ok(_) => {
+                let n = output.pos();
+                if n == 0 && input.pos() == 0 {
+                    break;
+                }
+                if produced >= from {
+                    tail.extend_from_slice(&window[..n]);
+                }
+                produced += n as u64;
+                pos += input.pos();
+            }
+            Err(_) => break,
+        }
+        if tail.len() > (8 << 20) {
+            break; // zstd blocks are at most 128 KiB: something else is wrong, stop here
+        }
     }
-}
-
-impl std::io::BufRead for CountingReader<'_> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        Ok(&self.inner[self.read..])
-    }
-    fn consume(&mut self, amt: usize) {
-        self.read = (self.read + amt).min(self.inner.len());
-    }
+    tail
 }
 
 #[cfg(test)]

@@ -79,7 +79,12 @@ impl std::fmt::Display for Reject {
                 found,
             } => write!(
                 f,
-                "wrong type: field `{field}` is a {found}, expected {expected}"
+                "wrong type: field `{field}` is {} {found}, expected {expected}",
+                if found.starts_with(['a', 'o']) {
+                    "an"
+                } else {
+                    "a"
+                }
             ),
         }
     }
@@ -424,14 +429,19 @@ impl Parser {
         let ty = v.value_type();
         let number = |scale_s: bool| -> Result<Millis, Reject> {
             let scale = if scale_s { 1000 } else { 1 };
+            // Numbers too large for milliseconds are far outside any time range, not malformed.
             if let Some(i) = v.as_i64() {
-                return i.checked_mul(scale).ok_or_else(|| {
-                    Reject::InvalidTime(format!("{i} does not fit in milliseconds"))
-                });
+                return i.checked_mul(scale).ok_or(Reject::TimeOutOfRange(if i < 0 {
+                    i64::MIN
+                } else {
+                    i64::MAX
+                }));
             }
-            let x = v.as_f64().unwrap_or(f64::NAN);
-            float_to_ms(x, scale as f64)
-                .ok_or_else(|| Reject::InvalidTime(format!("{x} is not a usable number")))
+            let x = v.cast_f64().unwrap_or(f64::NAN);
+            if x.is_nan() {
+                return Err(Reject::InvalidTime(format!("{x} is not a usable number")));
+            }
+            Ok(float_to_ms(x, scale as f64).unwrap_or(if x < 0.0 { i64::MIN } else { i64::MAX }))
         };
         let is_number = matches!(
             ty,

@@ -993,10 +993,24 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
     if let Some(bar) = &engine.progress {
         bar.finish_and_clear();
     }
-    result?;
+    // Side outputs are committed even when the run stops early (--max-rejected), so the file the
+    // error message points at exists.
+    let sides = engine.late.finish().and_then(|_| engine.rejected.finish());
+    if let Err(e) = result {
+        if let (Error::InputProblems(_), Ok(files)) = (&e, &files_written) {
+            let mut partial = engine.summary.clone();
+            partial.counted = engine.parts.iter().map(|p| p.counted).sum();
+            partial.duplicates = engine.parts.iter().map(|p| p.duplicates).sum();
+            partial.late = engine.late.lines;
+            partial.files = *files;
+            partial.wall_s = started.elapsed().as_secs_f64();
+            partial.warnings.push(e.to_string());
+            let _ = partial.write(&opts.out);
+        }
+        return Err(e);
+    }
+    sides?;
     let files_written = files_written?;
-    engine.late.finish()?;
-    engine.rejected.finish()?;
 
     let mut summary = engine.summary.clone();
     summary.counted = engine.parts.iter().map(|p| p.counted).sum();
