@@ -861,6 +861,18 @@ pub fn decode_partitions(
         }
         p.entries += 1;
     }
+    // `count` binary-searches a user's entries by key id; ids differ from the saved run's.
+    for p in parts.iter_mut() {
+        for sets in p.users.values_mut() {
+            let mut chunks: Vec<Vec<PaneSet>> = sets
+                .chunks_exact(ngroups)
+                .map(<[PaneSet]>::to_vec)
+                .collect();
+            chunks.sort_unstable_by_key(|c| c[0].key);
+            sets.clear();
+            sets.extend(chunks.into_iter().flatten());
+        }
+    }
     let spills = r.len(25)?;
     for _ in 0..spills {
         let user = r.u64()?;
