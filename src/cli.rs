@@ -28,6 +28,27 @@ pub enum Command {
     Run(RunArgs),
     /// Write a realistic synthetic event log (zstd NDJSON) and its campaign lookup CSV.
     Generate(GenerateArgs),
+    /// Benchmark this machine: every stage alone, then the whole pipeline at 1..N threads.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Events in the generated workload.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+
+    /// Largest thread count for the scaling curve (1, 2, 4, … up to it; default: all cores).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Working directory for the generated data (default: a temporary directory, removed after).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

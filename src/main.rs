@@ -49,6 +49,38 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bench(args) => {
+            let max = args
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1);
+            let mut threads = vec![1];
+            while threads.last().is_some_and(|&t| t * 2 <= max) {
+                threads.push(threads.last().map_or(1, |t| t * 2));
+            }
+            if threads.last() != Some(&max) {
+                threads.push(max);
+            }
+            let tmp;
+            let dir = match &args.dir {
+                Some(d) => {
+                    std::fs::create_dir_all(d)
+                        .with_context(|| format!("creating {}", d.display()))?;
+                    d.clone()
+                }
+                None => {
+                    tmp = tempfile::tempdir().context("creating a temporary directory")?;
+                    tmp.path().to_path_buf()
+                }
+            };
+            let report = abacus::bench::run_bench(&dir, args.events, &threads)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
         Command::Generate(args) => {
             let start = abacus::timefmt::parse_rfc3339(args.start.as_bytes()).ok_or_else(|| {
                 abacus::Error::Usage(format!(

@@ -130,6 +130,17 @@ pub fn key_hash(event_type: u64, dimension: u64, value: u64) -> u64 {
 
 /// Most distinct field names one config can ask for (user, time, type, id and the dimensions).
 pub const MAX_FIELDS: usize = 64;
+/// Up to this many distinct fields, their values are gathered in a stack array.
+const FAST_FIELDS: usize = 16;
+
+#[inline]
+fn signature(name: &[u8]) -> u64 {
+    match name {
+        [] => 0,
+        [first, .., last] => ((name.len() as u64) << 16) | ((*first as u64) << 8) | *last as u64,
+        [only] => (1 << 16) | ((*only as u64) << 8) | *only as u64,
+    }
+}
 
 /// How one dimension gets its value.
 enum DimPlan {
@@ -149,6 +160,7 @@ struct DimSlot {
 /// A reusable line parser. One per worker thread: it owns its buffers.
 pub struct Parser {
     names: Vec<Box<[u8]>>,
+    sigs: Vec<u64>,
     user: usize,
     time: usize,
     event_type: usize,
@@ -202,6 +214,7 @@ impl Parser {
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .collect();
         Parser {
+            sigs: names.iter().map(|n| signature(n)).collect(),
             names,
             user,
             time,
@@ -341,18 +354,18 @@ impl Parser {
                 match root.as_object() {
                     None => Err(Reject::NotObject(type_name(root.value_type()))),
                     Some(obj) => {
-                        let mut fields: [Option<Value<'_, '_>>; MAX_FIELDS] = [None; MAX_FIELDS];
                         let n = self.names.len().min(MAX_FIELDS);
-                        for (k, v) in obj.iter() {
-                            let k = k.as_bytes();
-                            // Last occurrence wins, as in most JSON readers.
-                            for (i, name) in self.names[..n].iter().enumerate() {
-                                if **name == *k {
-                                    fields[i] = Some(v);
-                                }
-                            }
+                        if n <= FAST_FIELDS {
+                            // The common case: a small array on the stack, nothing to clear beyond it.
+                            let mut fields: [Option<Value<'_, '_>>; FAST_FIELDS] =
+                                [None; FAST_FIELDS];
+                            self.collect_fields(&obj, &mut fields[..n]);
+                            Ok(f(self, &fields[..n]))
+                        } else {
+                            let mut fields: Vec<Option<Value<'_, '_>>> = vec![None; n];
+                            self.collect_fields(&obj, &mut fields);
+                            Ok(f(self, &fields))
                         }
-                        Ok(f(self, &fields[..n]))
                     }
                 }
             }
@@ -360,6 +373,25 @@ impl Parser {
         self.tape = Some(tape.reset());
         self.scratch = scratch;
         result
+    }
+
+    /// One pass over the object's keys; a cheap signature (length, first and last byte) rules out
+    /// most key/name pairs before any byte comparison. Last occurrence wins, as in most JSON readers.
+    #[inline]
+    fn collect_fields<'t, 'i>(
+        &self,
+        obj: &simd_json::tape::Object<'t, 'i>,
+        fields: &mut [Option<Value<'t, 'i>>],
+    ) {
+        for (k, v) in obj.iter() {
+            let k = k.as_bytes();
+            let sig = signature(k);
+            for (i, name) in self.names[..fields.len()].iter().enumerate() {
+                if self.sigs[i] == sig && **name == *k {
+                    fields[i] = Some(v);
+                }
+            }
+        }
     }
 
     /// User, time, event type and dedup key; returns the event and the event type's hash.

@@ -313,11 +313,13 @@ impl Engine<'_> {
             pc.range = (start, end);
             start = end;
         }
+        let t0 = Instant::now();
         self.pool.install(|| {
             self.pieces
                 .par_iter_mut()
                 .for_each(|pc| pc.parse(buf, nparts))
         });
+        let t1 = Instant::now();
 
         // Stream order: watermark points, counters, rejected lines.
         let mut points = vec![(0u64, self.watermark.current())];
@@ -352,6 +354,7 @@ impl Engine<'_> {
             line += pc.phys_lines;
         }
         let wm_end = self.watermark.current();
+        let t2 = Instant::now();
 
         let pieces = &self.pieces;
         self.pool.install(|| {
@@ -360,6 +363,7 @@ impl Engine<'_> {
                 .enumerate()
                 .for_each(|(i, p)| p.process(i, pieces, &points, buf, wm_end));
         });
+        let t3 = Instant::now();
 
         let mut late: Vec<(u64, usize, u32)> = Vec::new();
         for p in &mut self.parts {
@@ -373,6 +377,15 @@ impl Engine<'_> {
         self.check_rejected(false)?;
         let state: usize = self.parts.iter().map(|p| p.state.heap_bytes()).sum();
         self.summary.peak_state_bytes = self.summary.peak_state_bytes.max(state as u64);
+        let t4 = Instant::now();
+        for (stage, d) in [
+            ("parse", t1 - t0),
+            ("order", t2 - t1),
+            ("count", t3 - t2),
+            ("merge", t4 - t3),
+        ] {
+            *self.summary.stage_s.entry(stage.to_string()).or_default() += d.as_secs_f64();
+        }
         Ok(())
     }
 

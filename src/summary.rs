@@ -34,6 +34,11 @@ pub struct Summary {
     pub checkpoints: u64,
     #[serde(default)]
     pub checkpoint_s: f64,
+    /// Wall seconds of the main thread in each batch phase: `parse` (parallel), `order` (watermark
+    /// and rejected lines, sequential), `count` (partitions, parallel), `merge` (fired rows and late
+    /// lines, sequential). Decoding and Parquet encoding run beside them on their own threads.
+    #[serde(default)]
+    pub stage_s: BTreeMap<String, f64>,
     /// Input files that did not decode to their end: `path: reason`.
     pub corrupt_inputs: Vec<String>,
     pub warnings: Vec<String>,
