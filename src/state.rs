@@ -41,14 +41,113 @@ pub struct Cell {
     pub sub: u32,
 }
 
+/// One key's counters for one window spec.
+///
+/// In-order events update the newest cell, so it is kept inline (`tail`, next to the key's other
+/// lanes) rather than at the end of the heap-allocated `cells`: the common update touches no
+/// memory beyond the key entry. Invariant: every cell in `cells` has a smaller `idx` than `tail`.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    tail: Cell,
+    /// Older cells, sorted by `idx`.
+    pub cells: Vec<Cell>,
+    /// `Σ (add − sub)` of the cells already fired and dropped.
+    pub carry: i64,
+}
+
+const NO_TAIL: i64 = i64::MIN;
+
+impl Default for Lane {
+    fn default() -> Self {
+        Lane {
+            tail: Cell {
+                idx: NO_TAIL,
+                ..Cell::default()
+            },
+            cells: Vec::new(),
+            carry: 0,
+        }
+    }
+}
+
+impl Lane {
+    /// Finds or inserts the cell for window index `idx`.
+    #[inline]
+    fn cell(&mut self, idx: i64) -> &mut Cell {
+        if self.tail.idx == idx {
+            return &mut self.tail;
+        }
+        let newest = if self.tail.idx != NO_TAIL {
+            Some(self.tail.idx)
+        } else {
+            self.cells.last().map(|c| c.idx)
+        };
+        if newest.is_none_or(|n| idx > n) {
+            if self.tail.idx != NO_TAIL {
+                self.cells.push(self.tail);
+            }
+            self.tail = Cell {
+                idx,
+                ..Cell::default()
+            };
+            return &mut self.tail;
+        }
+        cell(&mut self.cells, idx)
+    }
+
+    /// Moves the inline cell into `cells`, so `cells` holds everything (before firing).
+    fn flush(&mut self) {
+        if self.tail.idx != NO_TAIL {
+            self.cells.push(self.tail);
+            self.tail.idx = NO_TAIL;
+        }
+    }
+
+    /// Every cell, in order.
+    pub fn all(&self) -> impl Iterator<Item = &Cell> {
+        self.cells
+            .iter()
+            .chain((self.tail.idx != NO_TAIL).then_some(&self.tail))
+    }
+}
+
+/// Lanes of the first few specs live inside the key entry; more specs spill to a vector.
+const INLINE_SPECS: usize = 4;
+
 #[derive(Debug)]
 pub struct KeyEntry {
     pub hash: u64,
     pub strings: KeyStrings,
-    /// Per spec, sorted by `idx`.
-    pub cells: Vec<Vec<Cell>>,
-    /// Per spec: `Σ (add − sub)` of the cells already fired and dropped.
-    pub carry: Vec<i64>,
+    inline: [Lane; INLINE_SPECS],
+    more: Vec<Lane>,
+}
+
+impl KeyEntry {
+    fn new(hash: u64, strings: KeyStrings, nspecs: usize) -> KeyEntry {
+        KeyEntry {
+            hash,
+            strings,
+            inline: Default::default(),
+            more: vec![Lane::default(); nspecs.saturating_sub(INLINE_SPECS)],
+        }
+    }
+
+    #[inline]
+    pub fn lane_mut(&mut self, spec: usize) -> &mut Lane {
+        if spec < INLINE_SPECS {
+            &mut self.inline[spec]
+        } else {
+            &mut self.more[spec - INLINE_SPECS]
+        }
+    }
+
+    pub fn lane(&self, spec: usize) -> &Lane {
+        if spec < INLINE_SPECS {
+            &self.inline[spec]
+        } else {
+            &self.more[spec - INLINE_SPECS]
+        }
+    }
 }
 
 /// Panes a (key, user) was seen in, for one pane group.
@@ -61,6 +160,14 @@ pub struct PaneSet {
     pub key: u32,
     /// Panes more than 63 behind `hi` that may still matter live in the overflow set.
     pub spilled: bool,
+}
+
+/// One user's (key, pane sets) entries: `keys` sorted, compact for the binary search (heavy users
+/// have thousands of keys), and `groups.len()` [`PaneSet`]s per key in `sets`, in the same order.
+#[derive(Debug, Default)]
+pub struct UserKeys {
+    keys: Vec<u32>,
+    sets: Vec<PaneSet>,
 }
 
 /// Overflow panes of (user, key, pane group).
@@ -90,7 +197,7 @@ pub struct PartitionState {
     pub keys: Vec<KeyEntry>,
     /// Per user: for each key the user has, `groups.len()` consecutive [`PaneSet`]s (the first one's
     /// `key` names the key). One lookup per event finds all of a user's keys, close together in memory.
-    users: HashMap<u64, Vec<PaneSet>>,
+    users: HashMap<u64, UserKeys>,
     /// Number of (user, key) entries in `users`.
     entries: usize,
     spill: HashMap<SpillKey, BTreeSet<i64>>,
@@ -175,12 +282,7 @@ impl PartitionState {
                 continue;
             }
             let id = self.keys.len() as u32;
-            self.keys.push(KeyEntry {
-                hash: h,
-                strings,
-                cells: vec![Vec::new(); nspecs],
-                carry: vec![0; nspecs],
-            });
+            self.keys.push(KeyEntry::new(h, strings, nspecs));
             self.key_ids.insert(h, id);
             if h == wanted {
                 found = Some(id);
@@ -192,29 +294,26 @@ impl PartitionState {
     #[inline]
     fn count(&mut self, keys: &[u64], user: u64, t: Millis) {
         let ngroups = self.groups.len();
-        let sets = self.users.entry(user).or_default();
+        let u = self.users.entry(user).or_default();
         for &kh in keys {
             let key = self.key_ids.get(&kh).copied().unwrap_or(0);
-            // A user's entries are sorted by key id: heavy users have hundreds of keys.
-            let n = sets.len() / ngroups;
-            let (mut lo, mut hi) = (0, n);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if sets[mid * ngroups].key < key {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
+            let at = match u.keys.binary_search(&key) {
+                Ok(i) => i * ngroups,
+                Err(i) => {
+                    u.keys.insert(i, key);
+                    let fresh = PaneSet {
+                        key,
+                        ..PaneSet::default()
+                    };
+                    u.sets.splice(
+                        i * ngroups..i * ngroups,
+                        std::iter::repeat_n(fresh, ngroups),
+                    );
+                    self.entries += 1;
+                    i * ngroups
                 }
-            }
-            let at = lo * ngroups;
-            if lo == n || sets[at].key != key {
-                let fresh = PaneSet {
-                    key,
-                    ..PaneSet::default()
-                };
-                sets.splice(at..at, std::iter::repeat_n(fresh, ngroups));
-                self.entries += 1;
-            }
+            };
+            let sets = &mut u.sets;
             let entry = &mut self.keys[key as usize];
             for (g, group) in self.groups.iter().enumerate() {
                 let p = t.div_euclid(group.width);
@@ -233,8 +332,8 @@ impl PartitionState {
                 );
                 for &s in &group.specs {
                     let n = self.windows.specs[s].panes();
-                    let cells = &mut entry.cells[s];
-                    cell(cells, p).events += 1;
+                    let lane = entry.lane_mut(s);
+                    lane.cell(p).events += 1;
                     if let Some((pred, succ)) = neighbours {
                         let lo = match pred {
                             Some(a) => (p - n + 1).max(a + 1),
@@ -245,8 +344,8 @@ impl PartitionState {
                             None => p,
                         };
                         if lo <= hi {
-                            cell(cells, lo).add += 1;
-                            cell(cells, hi).sub += 1;
+                            lane.cell(lo).add += 1;
+                            lane.cell(hi).sub += 1;
                         }
                     }
                 }
@@ -271,9 +370,11 @@ impl PartitionState {
             advanced = true;
             let n = spec.panes();
             for (key, entry) in self.keys.iter_mut().enumerate() {
+                let lane = entry.lane_mut(s);
+                lane.flush();
                 emit(
-                    &mut entry.cells[s],
-                    &mut entry.carry[s],
+                    &mut lane.cells,
+                    &mut lane.carry,
                     n,
                     fired,
                     h,
@@ -309,22 +410,26 @@ impl PartitionState {
             })
             .collect();
         let mut entries = 0;
-        self.users.retain(|_, sets| {
+        self.users.retain(|_, u| {
             let mut kept = 0;
-            for i in (0..sets.len()).step_by(ngroups) {
-                let alive = sets[i..i + ngroups]
+            for i in 0..u.keys.len() {
+                let alive = u.sets[i * ngroups..(i + 1) * ngroups]
                     .iter()
                     .zip(&dead_below)
                     .any(|(set, &d)| set.hi >= d);
                 if alive {
-                    sets.copy_within(i..i + ngroups, kept);
-                    kept += ngroups;
+                    u.keys[kept] = u.keys[i];
+                    u.sets
+                        .copy_within(i * ngroups..(i + 1) * ngroups, kept * ngroups);
+                    kept += 1;
                 }
             }
-            sets.truncate(kept);
-            entries += kept / ngroups;
-            if sets.capacity() > 2 * kept + 8 {
-                sets.shrink_to_fit();
+            u.keys.truncate(kept);
+            u.sets.truncate(kept * ngroups);
+            entries += kept;
+            if u.keys.capacity() > 2 * kept + 8 {
+                u.keys.shrink_to_fit();
+                u.sets.shrink_to_fit();
             }
             kept > 0
         });
@@ -342,9 +447,14 @@ impl PartitionState {
         let cells: usize = self
             .keys
             .iter()
-            .map(|k| k.cells.iter().map(|c| c.capacity()).sum::<usize>())
+            .map(|k| {
+                (0..self.windows.specs.len())
+                    .map(|s| k.lane(s).cells.capacity())
+                    .sum::<usize>()
+            })
             .sum();
-        self.users.capacity() * (std::mem::size_of::<(u64, Vec<PaneSet>)>() + 1)
+        self.users.capacity() * (std::mem::size_of::<(u64, UserKeys)>() + 1)
+            + self.entries * std::mem::size_of::<u32>()
             + self.entries * self.groups.len() * std::mem::size_of::<PaneSet>()
             + self.key_ids.capacity() * 13
             + self.keys.capacity() * std::mem::size_of::<KeyEntry>()
@@ -653,12 +763,7 @@ impl PartitionState {
         }
         let nspecs = self.windows.specs.len();
         let id = self.keys.len() as u32;
-        self.keys.push(KeyEntry {
-            hash,
-            strings: strings.clone(),
-            cells: vec![Vec::new(); nspecs],
-            carry: vec![0; nspecs],
-        });
+        self.keys.push(KeyEntry::new(hash, strings.clone(), nspecs));
         self.key_ids.insert(hash, id);
         id
     }
@@ -722,8 +827,8 @@ pub fn encode_partitions<'a>(
                 .entry(k.hash)
                 .or_insert_with(|| (&k.strings, vec![0; nspecs], vec![Vec::new(); nspecs]));
             for s in 0..nspecs {
-                e.1[s] += k.carry[s];
-                for c in &k.cells[s] {
+                e.1[s] += k.lane(s).carry;
+                for c in k.lane(s).all() {
                     let cell = cell(&mut e.2[s], c.idx);
                     cell.events += c.events;
                     cell.add += c.add;
@@ -753,10 +858,10 @@ pub fn encode_partitions<'a>(
     let entries: usize = parts.clone().map(|p| p.entries).sum();
     w.u64(entries as u64);
     for p in parts.clone() {
-        for (&user, sets) in &p.users {
-            for chunk in sets.chunks_exact(ngroups) {
+        for (&user, u) in &p.users {
+            for (&key, chunk) in u.keys.iter().zip(u.sets.chunks_exact(ngroups)) {
                 w.u64(user);
-                w.u64(p.keys[chunk[0].key as usize].hash);
+                w.u64(p.keys[key as usize].hash);
                 for set in chunk {
                     w.i64(set.hi);
                     w.u64(set.mask);
@@ -831,9 +936,12 @@ pub fn decode_partitions(
                     sub: r.u32()?,
                 });
             }
-            let entry = &mut parts[0].keys[id as usize];
-            entry.carry[s] = carry;
-            entry.cells[s] = cells;
+            let lane = parts[0].keys[id as usize].lane_mut(s);
+            *lane = Lane {
+                carry,
+                cells,
+                ..Lane::default()
+            };
         }
         strings_of.insert(hash, strings);
     }
@@ -850,9 +958,10 @@ pub fn decode_partitions(
         let hash = r.u64()?;
         let p = &mut parts[partition_of(user, n)];
         let key = key_in(p, hash, &strings_of)?;
-        let sets = p.users.entry(user).or_default();
+        let u = p.users.entry(user).or_default();
+        u.keys.push(key);
         for _ in 0..ngroups {
-            sets.push(PaneSet {
+            u.sets.push(PaneSet {
                 hi: r.i64()?,
                 mask: r.u64()?,
                 key,
@@ -863,14 +972,15 @@ pub fn decode_partitions(
     }
     // `count` binary-searches a user's entries by key id; ids differ from the saved run's.
     for p in parts.iter_mut() {
-        for sets in p.users.values_mut() {
-            let mut chunks: Vec<Vec<PaneSet>> = sets
-                .chunks_exact(ngroups)
-                .map(<[PaneSet]>::to_vec)
+        for u in p.users.values_mut() {
+            let mut order: Vec<usize> = (0..u.keys.len()).collect();
+            order.sort_unstable_by_key(|&i| u.keys[i]);
+            let sets: Vec<PaneSet> = order
+                .iter()
+                .flat_map(|&i| u.sets[i * ngroups..(i + 1) * ngroups].iter().copied())
                 .collect();
-            chunks.sort_unstable_by_key(|c| c[0].key);
-            sets.clear();
-            sets.extend(chunks.into_iter().flatten());
+            u.keys = order.iter().map(|&i| u.keys[i]).collect();
+            u.sets = sets;
         }
     }
     let spills = r.len(25)?;
