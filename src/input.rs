@@ -195,6 +195,18 @@ pub fn open_all(paths: &[PathBuf]) -> Result<Vec<InputFile>> {
         .collect()
 }
 
+/// Drops the pages of `mmap` below `upto` from this process's resident set once they are decoded:
+/// they stay in the page cache, but memory use is then bounded by the state, not the input size.
+fn release(mmap: &Mmap, upto: usize) {
+    let len = upto.min(mmap.len()) & !0xFFF;
+    if len > 0 {
+        // SAFETY: the mapping is read-only and private to this process; after MADV_DONTNEED a later
+        // read of these pages (e.g. the recovery of a damaged zstd file) faults them in again from
+        // the file, so no data is lost. The bytes already handed on were copied out.
+        let _ = unsafe { mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
+    }
+}
+
 fn map(path: &Path) -> Result<Mmap> {
     let file =
         std::fs::File::open(path).map_err(|e| Error::input(path, format!("cannot open: {e}")))?;
@@ -283,11 +295,12 @@ pub fn read_all(
                     if !send(b) {
                         return Ok(());
                     }
+                    release(&mmap, end);
                     pos = end;
                 }
             }
             Format::Zstd => {
-                if !read_zstd(fi, data, parallel_frames, skip, tx)? {
+                if !read_zstd(fi, &mmap, parallel_frames, skip, tx)? {
                     return Ok(());
                 }
             }
@@ -299,14 +312,18 @@ pub fn read_all(
 /// Decodes one zstd file. Returns false if the receiver hung up.
 fn read_zstd(
     fi: usize,
-    data: &[u8],
+    mmap: &Mmap,
     parallel_frames: usize,
     skip: u64,
     tx: &SyncSender<SourceMsg>,
 ) -> Result<bool> {
+    let data: &[u8] = mmap;
     let send = |b: Block| tx.send(SourceMsg::Block(b)).is_ok();
     let mut decoded: u64 = 0;
-    if let Some(frames) = frames(data).filter(|f| f.len() > 1) {
+    let frames = frames(data);
+    // Finding the frames touched every block header, paging the whole file in: let it go again.
+    release(mmap, data.len());
+    if let Some(frames) = frames.filter(|f| f.len() > 1) {
         let mut i = 0;
         while i < frames.len() {
             // Frames wholly before the resume point are skipped without decoding when their size is known.
@@ -356,6 +373,7 @@ fn read_zstd(
                 }) {
                     return Ok(false);
                 }
+                release(mmap, b);
             }
         }
         return Ok(true);
@@ -392,6 +410,7 @@ fn read_zstd(
                 }) {
                     return Ok(false);
                 }
+                release(mmap, pos.saturating_sub(STEP));
             } else {
                 out.clear();
             }

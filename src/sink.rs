@@ -150,7 +150,8 @@ impl PartWriter {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
-            .set_max_row_group_size(ROWS_PER_FILE)
+            // Row groups of 128 Ki rows: the writer buffers a whole row group in memory.
+            .set_max_row_group_size(128 * 1024)
             .build();
         PartWriter {
             dir: dir.to_path_buf(),
