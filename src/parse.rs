@@ -349,6 +349,15 @@ impl Parser {
                     Err(Reject::InvalidJson(json_error_text(&e)))
                 }
             }
+            Ok(())
+                if memchr::memmem::find(line, b"\\u").is_some()
+                    && lone_surrogate(line).is_some() =>
+            {
+                let at = lone_surrogate(line).unwrap_or(0);
+                Err(Reject::InvalidJson(format!(
+                    "lone UTF-16 surrogate escape at byte {at} (it has no UTF-8 form)"
+                )))
+            }
             Ok(()) => {
                 let root = tape.as_value();
                 match root.as_object() {
@@ -602,6 +611,42 @@ fn type_name(t: simd_json::ValueType) -> &'static str {
     }
 }
 
+/// simd-json decodes a lone UTF-16 surrogate escape (`"\ud800"`) to U+0000 instead of failing,
+/// which would merge distinct strings; such an escape has no UTF-8 form, so the line is invalid.
+/// Returns the byte offset of the first lone surrogate escape.
+fn lone_surrogate(line: &[u8]) -> Option<usize> {
+    let hex = |at: usize| -> Option<u32> {
+        let h = line.get(at..at + 4)?;
+        u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+    };
+    let mut next_free = 0;
+    for i in memchr::memmem::find_iter(line, b"\\u") {
+        if i < next_free {
+            continue;
+        }
+        // An escape only if an odd number of backslashes ends at `i` ("\\u" is a backslash and a u).
+        let backslashes = line[..=i].iter().rev().take_while(|&&b| b == b'\\').count();
+        if backslashes % 2 == 0 {
+            continue;
+        }
+        let Some(v) = hex(i + 2) else { continue };
+        match v {
+            0xD800..=0xDBFF => {
+                let low = (line.get(i + 6..i + 8) == Some(b"\\u"))
+                    .then(|| hex(i + 8))
+                    .flatten();
+                match low {
+                    Some(0xDC00..=0xDFFF) => next_free = i + 12,
+                    _ => return Some(i),
+                }
+            }
+            0xDC00..=0xDFFF => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 fn clip(s: &str) -> &str {
     match s.char_indices().nth(64) {
         Some((i, _)) => &s[..i],
@@ -722,6 +767,20 @@ mod tests {
             }
         ));
         assert_eq!(keys, vec![7], "rejected lines leave no keys behind");
+    }
+
+    #[test]
+    fn lone_surrogates_are_found() {
+        assert_eq!(lone_surrogate(br#"{"u":"\ud800"}"#), Some(6));
+        assert_eq!(lone_surrogate(br#"{"u":"\udc00x"}"#), Some(6));
+        assert_eq!(lone_surrogate(br#"{"u":"\ud83d\ude00"}"#), None);
+        assert_eq!(
+            lone_surrogate(br#"{"u":"\\ud800"}"#),
+            None,
+            "an escaped backslash, then text"
+        );
+        assert_eq!(lone_surrogate(br#"{"u":"\u00e9"}"#), None);
+        assert_eq!(lone_surrogate(br#"{"u":"\ud83d\u0041"}"#), Some(6));
     }
 
     #[test]
