@@ -286,7 +286,7 @@ struct Checkpoints {
     last_at: Instant,
     last_lines: u64,
     interrupted: Arc<AtomicBool>,
-    /// Checkpoints written by this process, and the time spent writing them.
+    /// Checkpoints written by this process, the time spent writing them, the largest file.
     written: u64,
     seconds: f64,
     bytes: u64,
@@ -546,12 +546,13 @@ impl Engine<'_> {
             .as_mut()
             .ok_or_else(|| Error::Checkpoint("checkpointing is off".into()))?;
         ck.seq += 1;
-        crate::checkpoint::write(&ck.dir, ck.seq, ck.fingerprint, complete, &w.buf)?;
+        let path = crate::checkpoint::write(&ck.dir, ck.seq, ck.fingerprint, complete, &w.buf)?;
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         ck.last_at = Instant::now();
         ck.last_lines = self.summary.lines;
         ck.written += 1;
         ck.seconds += started.elapsed().as_secs_f64();
-        ck.bytes = w.buf.len() as u64;
+        ck.bytes = ck.bytes.max(size);
         Ok(())
     }
 
@@ -1041,6 +1042,7 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
     if let Some(ck) = &engine.checkpoints {
         summary.checkpoints = ck.written;
         summary.checkpoint_s = ck.seconds;
+        summary.checkpoint_max_bytes = ck.bytes;
     }
     if !summary.balanced() {
         return Err(Error::Output {

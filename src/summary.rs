@@ -34,6 +34,9 @@ pub struct Summary {
     pub checkpoints: u64,
     #[serde(default)]
     pub checkpoint_s: f64,
+    /// Size on disk of the largest checkpoint written (zstd-compressed).
+    #[serde(default)]
+    pub checkpoint_max_bytes: u64,
     /// Wall seconds of the main thread in each batch phase: `parse` (parallel), `order` (watermark
     /// and rejected lines, sequential), `count` (partitions, parallel), `merge` (fired rows and late
     /// lines, sequential). Decoding and Parquet encoding run beside them on their own threads.
