@@ -19,6 +19,7 @@ test:
 
 ## Throughput, memory and the DuckDB comparison; writes BENCHMARKS.md (see scripts/bench.sh).
 bench: build
+	python3 -m pip install -q -r scripts/requirements.txt || echo "could not install duckdb: the DuckDB comparison will be skipped"
 	scripts/bench.sh
 
 fmt:
