@@ -40,6 +40,28 @@ impl Dedup {
         }
     }
 
+    /// Checks `key` and, when it is new (or expired) and `record` is set, records it with expiry
+    /// `max(t, wm) + ttl` — the check and the record in one map lookup.
+    #[inline]
+    pub fn observe(&mut self, key: u64, t: Millis, wm: Millis, record: bool) -> Seen {
+        let expiry = t.max(wm).saturating_add(self.ttl);
+        match self.expiry.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(e) if wm < *e.get() => Seen::Duplicate,
+            hashbrown::hash_map::Entry::Occupied(mut e) => {
+                if record {
+                    e.insert(expiry);
+                }
+                Seen::New
+            }
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                if record {
+                    v.insert(expiry);
+                }
+                Seen::New
+            }
+        }
+    }
+
     /// Records a counted event's key.
     #[inline]
     pub fn record(&mut self, key: u64, t: Millis, wm: Millis) {
@@ -98,6 +120,21 @@ mod tests {
         d.record(7, -1_000_000, 5_000); // years old: expiry = wm + ttl
         assert_eq!(d.check(7, 5_099), Seen::Duplicate);
         assert_eq!(d.check(7, 5_100), Seen::New);
+    }
+
+    #[test]
+    fn observe_checks_then_records_only_when_asked() {
+        let mut d = Dedup::new(100);
+        assert_eq!(d.observe(1, 50, 10, false), Seen::New);
+        assert_eq!(d.check(1, 10), Seen::New, "a late event is not recorded");
+        assert_eq!(d.observe(1, 50, 10, true), Seen::New);
+        assert_eq!(d.observe(1, 50, 149, true), Seen::Duplicate);
+        assert_eq!(
+            d.observe(1, 50, 150, true),
+            Seen::New,
+            "expired: recorded again"
+        );
+        assert_eq!(d.check(1, 249), Seen::Duplicate);
     }
 
     #[test]

@@ -238,23 +238,25 @@ impl PartitionState {
     /// `line` its original bytes (only read the first time a key shows up in this partition).
     #[inline]
     pub fn apply(&mut self, ev: &Event, keys: &[u64], wm: Millis, line: &[u8]) -> Outcome {
+        let late = self.windows.is_late(ev.time, wm);
+        // Duplicate detection comes first; a late event is not recorded (one map lookup either way).
         if let Some(d) = ev.dedup {
-            if self.dedup.check(d, wm) == Seen::Duplicate {
+            if self.dedup.observe(d, ev.time, wm, !late) == Seen::Duplicate {
                 return Outcome::Duplicate;
             }
         }
-        if self.windows.is_late(ev.time, wm) {
+        if late {
             return Outcome::Late;
         }
-        if let Some(d) = ev.dedup {
-            self.dedup.record(d, ev.time, wm);
+        let mut ids = [0u32; crate::parse::MAX_FIELDS];
+        let n = keys.len().min(ids.len());
+        for (id, &kh) in ids.iter_mut().zip(&keys[..n]) {
+            *id = match self.key_ids.get(&kh) {
+                Some(&k) => k,
+                None => self.learn_keys(kh, line),
+            };
         }
-        for &kh in keys {
-            if !self.key_ids.contains_key(&kh) {
-                self.learn_keys(kh, line);
-            }
-        }
-        self.count(keys, ev.user, ev.time);
+        self.count(&ids[..n], ev.user, ev.time);
         Outcome::Counted
     }
 
@@ -292,11 +294,10 @@ impl PartitionState {
     }
 
     #[inline]
-    fn count(&mut self, keys: &[u64], user: u64, t: Millis) {
+    fn count(&mut self, keys: &[u32], user: u64, t: Millis) {
         let ngroups = self.groups.len();
         let u = self.users.entry(user).or_default();
-        for &kh in keys {
-            let key = self.key_ids.get(&kh).copied().unwrap_or(0);
+        for &key in keys {
             let at = match u.keys.binary_search(&key) {
                 Ok(i) => i * ngroups,
                 Err(i) => {
