@@ -156,8 +156,6 @@ pub struct PaneSet {
     /// The newest pane seen; bit `i` of `mask` is pane `hi − i`.
     pub hi: i64,
     pub mask: u64,
-    /// The key this entry belongs to (read on the entry's first set).
-    pub key: u32,
     /// Panes more than 63 behind `hi` that may still matter live in the overflow set.
     pub spilled: bool,
 }
@@ -195,8 +193,8 @@ pub struct PartitionState {
     horizon: Vec<i64>,
     key_ids: HashMap<u64, u32>,
     pub keys: Vec<KeyEntry>,
-    /// Per user: for each key the user has, `groups.len()` consecutive [`PaneSet`]s (the first one's
-    /// `key` names the key). One lookup per event finds all of a user's keys, close together in memory.
+    /// Per user: the keys the user has and their pane sets. One lookup per event finds all of a
+    /// user's keys, close together in memory.
     users: HashMap<u64, UserKeys>,
     /// Number of (user, key) entries in `users`.
     entries: usize,
@@ -302,10 +300,7 @@ impl PartitionState {
                 Ok(i) => i * ngroups,
                 Err(i) => {
                     u.keys.insert(i, key);
-                    let fresh = PaneSet {
-                        key,
-                        ..PaneSet::default()
-                    };
+                    let fresh = PaneSet::default();
                     u.sets.splice(
                         i * ngroups..i * ngroups,
                         std::iter::repeat_n(fresh, ngroups),
@@ -965,7 +960,6 @@ pub fn decode_partitions(
             u.sets.push(PaneSet {
                 hi: r.i64()?,
                 mask: r.u64()?,
-                key,
                 spilled: r.u8()? != 0,
             });
         }
