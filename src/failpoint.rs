@@ -19,10 +19,11 @@ fn target() -> &'static Option<(String, u64)> {
 /// Aborts here if this is the configured failpoint's n-th hit.
 #[inline]
 pub fn hit(name: &str) {
-    if let Some((t, n)) = target() {
-        if t == name && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *n {
-            eprintln!("failpoint {name}: aborting");
-            std::process::abort();
-        }
+    if let Some((t, n)) = target()
+        && t == name
+        && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *n
+    {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
     }
 }

@@ -272,16 +272,16 @@ pub fn read_all(
         match f.format {
             Format::Plain | Format::Empty => {
                 let mut pos = skip as usize;
-                if pos >= data.len() {
-                    if !send(Block {
+                if pos >= data.len()
+                    && !send(Block {
                         file: fi,
                         offset: data.len() as u64,
                         data: Vec::new(),
                         consumed: data.len() as u64,
                         last: true,
-                    }) {
-                        return Ok(());
-                    }
+                    })
+                {
+                    return Ok(());
                 }
                 while pos < data.len() {
                     let end = (pos + BLOCK_BYTES).min(data.len());
@@ -327,16 +327,14 @@ fn read_zstd(
         let mut i = 0;
         while i < frames.len() {
             // Frames wholly before the resume point are skipped without decoding when their size is known.
-            if decoded < skip {
-                if let Ok(Some(n)) =
+            if decoded < skip
+                && let Ok(Some(n)) =
                     zstd::zstd_safe::get_frame_content_size(&data[frames[i].0..frames[i].1])
-                {
-                    if decoded + n <= skip {
-                        decoded += n;
-                        i += 1;
-                        continue;
-                    }
-                }
+                && decoded + n <= skip
+            {
+                decoded += n;
+                i += 1;
+                continue;
             }
             let group = &frames[i..(i + parallel_frames.max(1)).min(frames.len())];
             let outs: Vec<std::io::Result<Vec<u8>>> = group

@@ -785,10 +785,10 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
         }
         if found.complete {
             let summary_path = opts.out.join("_summary.json");
-            if let Ok(text) = std::fs::read_to_string(&summary_path) {
-                if let Ok(summary) = serde_json::from_str::<Summary>(&text) {
-                    return Ok(summary);
-                }
+            if let Ok(text) = std::fs::read_to_string(&summary_path)
+                && let Ok(summary) = serde_json::from_str::<Summary>(&text)
+            {
+                return Ok(summary);
             }
         }
         loaded = Some(found);

@@ -119,10 +119,10 @@ pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::output(tmp, e))?;
     std::fs::rename(tmp, path).map_err(|e| Error::output(path, e))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+    if let Some(dir) = path.parent()
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
     }
     Ok(())
 }

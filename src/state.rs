@@ -238,10 +238,10 @@ impl PartitionState {
     pub fn apply(&mut self, ev: &Event, keys: &[u64], wm: Millis, line: &[u8]) -> Outcome {
         let late = self.windows.is_late(ev.time, wm);
         // Duplicate detection comes first; a late event is not recorded (one map lookup either way).
-        if let Some(d) = ev.dedup {
-            if self.dedup.observe(d, ev.time, wm, !late) == Seen::Duplicate {
-                return Outcome::Duplicate;
-            }
+        if let Some(d) = ev.dedup
+            && self.dedup.observe(d, ev.time, wm, !late) == Seen::Duplicate
+        {
+            return Outcome::Duplicate;
         }
         if late {
             return Outcome::Late;
@@ -627,7 +627,7 @@ fn emit(
                 } else {
                     0
                 };
-            while b < cells.len() && cells[b].idx <= k + n - 1 {
+            while b < cells.len() && cells[b].idx < k + n {
                 sum += cells[b].events;
                 b += 1;
             }
@@ -654,95 +654,6 @@ fn emit(
         *carry += c.add as i64 - c.sub as i64;
     }
     cells.drain(..keep);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    /// The obvious way: every window index of every pane, a set of users per window.
-    fn naive(events: &[(u64, i64)], n: i64) -> BTreeMap<i64, (u64, u64)> {
-        let mut users: BTreeMap<i64, std::collections::BTreeSet<u64>> = BTreeMap::new();
-        let mut counts: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
-        for &(u, p) in events {
-            for k in p - n + 1..=p {
-                users.entry(k).or_default().insert(u);
-                counts.entry(k).or_default().1 += 1;
-            }
-        }
-        for (k, s) in users {
-            counts.get_mut(&k).unwrap().0 = s.len() as u64;
-        }
-        counts
-    }
-
-    /// Drives `insert_pane` + cells the way `count` does, for one key and one spec.
-    fn engine(events: &[(u64, i64)], n: i64, fire_every: usize) -> BTreeMap<i64, (u64, u64)> {
-        let mut sets: HashMap<u64, PaneSet> = HashMap::new();
-        let mut spill = HashMap::new();
-        let mut cells = Vec::new();
-        let mut carry = 0;
-        let mut fired = i64::MIN;
-        let mut out = Vec::new();
-        for (i, &(u, p)) in events.iter().enumerate() {
-            let set = sets.entry(u).or_default();
-            if let Some((pred, succ)) = insert_pane(set, &mut spill, (u, 0, 0), p, i64::MIN) {
-                let lo = pred.map_or(p - n + 1, |a| (p - n + 1).max(a + 1));
-                let hi = succ.map_or(p, |b| p.min(b - n));
-                if lo <= hi {
-                    cell(&mut cells, lo).add += 1;
-                    cell(&mut cells, hi).sub += 1;
-                }
-            }
-            cell(&mut cells, p).events += 1;
-            if fire_every > 0 && i % fire_every == 0 {
-                // fire only windows that no later event can touch
-                let min_later = events[i + 1..]
-                    .iter()
-                    .map(|e| e.1)
-                    .min()
-                    .unwrap_or(i64::MAX);
-                let h = min_later.saturating_sub(n - 1);
-                if h > fired {
-                    emit(&mut cells, &mut carry, n, fired, h, 0, 0, &mut out);
-                    fired = h;
-                }
-            }
-        }
-        emit(&mut cells, &mut carry, n, fired, i64::MAX, 0, 0, &mut out);
-        let mut m = BTreeMap::new();
-        for f in out {
-            assert!(
-                m.insert(f.window, (f.unique, f.events)).is_none(),
-                "window {} emitted twice",
-                f.window
-            );
-        }
-        m
-    }
-
-    #[test]
-    fn sliding_small_case() {
-        // n = 3: user 1 in panes 0 and 2, user 2 in pane 1
-        let ev = [(1, 0), (2, 1), (1, 2)];
-        assert_eq!(engine(&ev, 3, 0), naive(&ev, 3));
-        let m = engine(&ev, 3, 0);
-        assert_eq!(m[&0], (2, 3)); // window 0 = panes 0..2
-        assert_eq!(m[&2], (1, 1)); // panes 2..4: only user 1
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn matches_naive(ev in proptest::collection::vec((0u64..6, 0i64..200), 1..120), n in 1i64..30, fire_every in 0usize..7) {
-            proptest::prop_assert_eq!(engine(&ev, n, fire_every), naive(&ev, n));
-        }
-
-        #[test]
-        fn matches_naive_with_far_panes(ev in proptest::collection::vec((0u64..3, 0i64..400), 1..60), n in 1i64..40) {
-            proptest::prop_assert_eq!(engine(&ev, n, 0), naive(&ev, n));
-        }
-    }
 }
 
 /// Which of `parts` partitions owns a user: its whole state lives there. Uses the hash's high 32
@@ -816,7 +727,9 @@ pub fn encode_partitions<'a>(
         w.i64(h);
     }
     // Keys, merged by hash.
-    let mut merged: HashMap<u64, (&KeyStrings, Vec<i64>, Vec<Vec<Cell>>)> = HashMap::new();
+    // Per key hash: its strings, and per spec the summed carry and cells.
+    type Merged<'a> = (&'a KeyStrings, Vec<i64>, Vec<Vec<Cell>>);
+    let mut merged: HashMap<u64, Merged> = HashMap::new();
     for p in parts.clone() {
         for k in &p.keys {
             let e = merged
@@ -998,4 +911,93 @@ pub fn decode_partitions(
         parts[partition_of(k, n)].dedup.insert_raw(k, exp);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// The obvious way: every window index of every pane, a set of users per window.
+    fn naive(events: &[(u64, i64)], n: i64) -> BTreeMap<i64, (u64, u64)> {
+        let mut users: BTreeMap<i64, std::collections::BTreeSet<u64>> = BTreeMap::new();
+        let mut counts: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+        for &(u, p) in events {
+            for k in p - n + 1..=p {
+                users.entry(k).or_default().insert(u);
+                counts.entry(k).or_default().1 += 1;
+            }
+        }
+        for (k, s) in users {
+            counts.get_mut(&k).unwrap().0 = s.len() as u64;
+        }
+        counts
+    }
+
+    /// Drives `insert_pane` + cells the way `count` does, for one key and one spec.
+    fn engine(events: &[(u64, i64)], n: i64, fire_every: usize) -> BTreeMap<i64, (u64, u64)> {
+        let mut sets: HashMap<u64, PaneSet> = HashMap::new();
+        let mut spill = HashMap::new();
+        let mut cells = Vec::new();
+        let mut carry = 0;
+        let mut fired = i64::MIN;
+        let mut out = Vec::new();
+        for (i, &(u, p)) in events.iter().enumerate() {
+            let set = sets.entry(u).or_default();
+            if let Some((pred, succ)) = insert_pane(set, &mut spill, (u, 0, 0), p, i64::MIN) {
+                let lo = pred.map_or(p - n + 1, |a| (p - n + 1).max(a + 1));
+                let hi = succ.map_or(p, |b| p.min(b - n));
+                if lo <= hi {
+                    cell(&mut cells, lo).add += 1;
+                    cell(&mut cells, hi).sub += 1;
+                }
+            }
+            cell(&mut cells, p).events += 1;
+            if fire_every > 0 && i % fire_every == 0 {
+                // fire only windows that no later event can touch
+                let min_later = events[i + 1..]
+                    .iter()
+                    .map(|e| e.1)
+                    .min()
+                    .unwrap_or(i64::MAX);
+                let h = min_later.saturating_sub(n - 1);
+                if h > fired {
+                    emit(&mut cells, &mut carry, n, fired, h, 0, 0, &mut out);
+                    fired = h;
+                }
+            }
+        }
+        emit(&mut cells, &mut carry, n, fired, i64::MAX, 0, 0, &mut out);
+        let mut m = BTreeMap::new();
+        for f in out {
+            assert!(
+                m.insert(f.window, (f.unique, f.events)).is_none(),
+                "window {} emitted twice",
+                f.window
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn sliding_small_case() {
+        // n = 3: user 1 in panes 0 and 2, user 2 in pane 1
+        let ev = [(1, 0), (2, 1), (1, 2)];
+        assert_eq!(engine(&ev, 3, 0), naive(&ev, 3));
+        let m = engine(&ev, 3, 0);
+        assert_eq!(m[&0], (2, 3)); // window 0 = panes 0..2
+        assert_eq!(m[&2], (1, 1)); // panes 2..4: only user 1
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn matches_naive(ev in proptest::collection::vec((0u64..6, 0i64..200), 1..120), n in 1i64..30, fire_every in 0usize..7) {
+            proptest::prop_assert_eq!(engine(&ev, n, fire_every), naive(&ev, n));
+        }
+
+        #[test]
+        fn matches_naive_with_far_panes(ev in proptest::collection::vec((0u64..3, 0i64..400), 1..60), n in 1i64..40) {
+            proptest::prop_assert_eq!(engine(&ev, n, 0), naive(&ev, n));
+        }
+    }
 }

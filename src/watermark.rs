@@ -74,7 +74,7 @@ impl Watermark {
             Strategy::Max => self.max_seen = self.max_seen.max(t),
         }
         self.count += 1;
-        if self.count % self.interval != 0 {
+        if !self.count.is_multiple_of(self.interval) {
             return false;
         }
         let base = match self.strategy {
