@@ -251,9 +251,18 @@ pub struct Position {
     pub line: u64,
 }
 
+/// One result row on its way to the sink thread, which turns rows into Arrow columns.
+struct OutRow {
+    spec: u16,
+    window: i64,
+    key: Arc<crate::parse::KeyStrings>,
+    unique: u64,
+    events: u64,
+}
+
 /// Messages to the Parquet writer thread.
 enum SinkMsg {
-    Rows(arrow_array::RecordBatch),
+    Rows(Vec<OutRow>),
     /// Commit the open part file and report (next part index, part files committed so far).
     Flush(mpsc::SyncSender<Result<(usize, u64)>>),
 }
@@ -267,7 +276,6 @@ struct Engine<'a> {
     parts: Vec<Partition>,
     watermark: Watermark,
     summary: Summary,
-    rows: RowsBuilder,
     late: SideWriter,
     rejected: SideWriter,
     sink: Option<mpsc::SyncSender<SinkMsg>>,
@@ -405,6 +413,7 @@ impl Engine<'_> {
         }
         rows.sort_unstable_by_key(|r| (r.0, r.1, r.2));
         let mut per_window = vec![0u64; self.config.windows.specs.len()];
+        let mut out = Vec::with_capacity(rows.len());
         let mut i = 0;
         while i < rows.len() {
             // Partitions hold disjoint users, so counts of the same (window, key) add up.
@@ -415,24 +424,17 @@ impl Engine<'_> {
                 events += rows[i].6;
                 i += 1;
             }
-            let s = &self.parts[pi as usize].state.keys[key as usize].strings;
-            let spec_ref = &self.config.windows.specs[spec as usize];
-            let dim = s
-                .dimension
-                .map(|d| self.config.dimensions[d as usize].name.as_str());
-            self.rows.push(
-                &s.event_type,
-                dim,
-                s.value.as_deref(),
-                &spec_ref.name,
-                spec_ref.start(window),
-                spec_ref.end(window),
+            let key = Arc::clone(&self.parts[pi as usize].state.keys[key as usize].strings);
+            out.push(OutRow {
+                spec,
+                window,
+                key,
                 unique,
                 events,
-            );
+            });
             per_window[spec as usize] += 1;
-            self.summary.rows += 1;
         }
+        self.summary.rows += out.len() as u64;
         for (spec, n) in self.config.windows.specs.iter().zip(per_window) {
             if n > 0 {
                 *self
@@ -442,10 +444,9 @@ impl Engine<'_> {
                     .or_default() += n;
             }
         }
-        let batch = self.rows.finish()?;
         if let Some(tx) = &self.sink {
             crate::failpoint::hit("rows");
-            if tx.send(SinkMsg::Rows(batch)).is_err() {
+            if tx.send(SinkMsg::Rows(out)).is_err() {
                 return Err(Error::Output {
                     path: self.out.clone(),
                     source: std::io::Error::other("the Parquet writer stopped"),
@@ -882,7 +883,6 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
         pool,
         watermark: Watermark::new(&config.watermark),
         summary,
-        rows: RowsBuilder::default(),
         late: SideWriter::new(opts.out.join("late"), "late"),
         rejected: SideWriter::new(opts.out.join("rejected"), "rejected"),
         sink: None,
@@ -946,16 +946,39 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
     // Sink thread: Parquet encoding overlaps the counting of the next batch.
     let (sink_tx, sink_rx) = mpsc::sync_channel::<SinkMsg>(2);
     let out_dir = opts.out.clone();
+    let specs = config.windows.specs.clone();
+    let dims: Vec<String> = config.dimensions.iter().map(|d| d.name.clone()).collect();
     let sink_thread = std::thread::Builder::new()
         .name("abacus-sink".into())
         .spawn(move || -> Result<u64> {
             let mut w = PartWriter::new(&out_dir, first_part);
+            let mut builder = RowsBuilder::default();
+            // Arrow columns are built here, off the main thread, from the shared key strings.
+            let encode = |b: &mut RowsBuilder, rows: &[OutRow]| {
+                for r in rows {
+                    let spec = &specs[r.spec as usize];
+                    let dim = r.key.dimension.map(|d| dims[d as usize].as_str());
+                    b.push(
+                        &r.key.event_type,
+                        dim,
+                        r.key.value.as_deref(),
+                        &spec.name,
+                        spec.start(r.window),
+                        spec.end(r.window),
+                        r.unique,
+                        r.events,
+                    );
+                }
+                b.finish()
+            };
             let mut failed: Option<Error> = None;
             for msg in sink_rx {
                 match msg {
-                    SinkMsg::Rows(batch) => {
+                    SinkMsg::Rows(rows) => {
                         if failed.is_none() {
-                            failed = w.write(&batch).err();
+                            failed = encode(&mut builder, &rows)
+                                .and_then(|batch| w.write(&batch))
+                                .err();
                         }
                     }
                     SinkMsg::Flush(ack) => {

@@ -117,7 +117,8 @@ const INLINE_SPECS: usize = 4;
 #[derive(Debug)]
 pub struct KeyEntry {
     pub hash: u64,
-    pub strings: KeyStrings,
+    /// Shared with the rows that carry this key to the sink thread.
+    pub strings: std::sync::Arc<KeyStrings>,
     inline: [Lane; INLINE_SPECS],
     more: Vec<Lane>,
 }
@@ -126,7 +127,7 @@ impl KeyEntry {
     fn new(hash: u64, strings: KeyStrings, nspecs: usize) -> KeyEntry {
         KeyEntry {
             hash,
-            strings,
+            strings: std::sync::Arc::new(strings),
             inline: Default::default(),
             more: vec![Lane::default(); nspecs.saturating_sub(INLINE_SPECS)],
         }
@@ -734,7 +735,7 @@ pub fn encode_partitions<'a>(
         for k in &p.keys {
             let e = merged
                 .entry(k.hash)
-                .or_insert_with(|| (&k.strings, vec![0; nspecs], vec![Vec::new(); nspecs]));
+                .or_insert_with(|| (&*k.strings, vec![0; nspecs], vec![Vec::new(); nspecs]));
             for s in 0..nspecs {
                 e.1[s] += k.lane(s).carry;
                 for c in k.lane(s).all() {
