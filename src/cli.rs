@@ -54,7 +54,7 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes: 0 success, 1 runtime or input failure, 2 usage or config error, \
-3 finished but --max-rejected was exceeded.\n\nOutputs in --out: part-NNNNN.parquet (results), _summary.json, \
+3 finished but --max-rejected was exceeded, 130 interrupted (a checkpoint was taken: run again with --resume).\n\nOutputs in --out: part-NNNNN.parquet (results), _summary.json, \
 late/ (late events' original lines), rejected/ (rejected lines with file, line, offset and reason)."
 )]
 pub struct RunArgs {
