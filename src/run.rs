@@ -1221,11 +1221,14 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
             engine.batch(&buf, pos)?;
             buf.clear();
         }
-        // End of input: every window still open fires.
-        for p in &mut engine.parts {
-            p.fired.clear();
-            p.state.fire(None, &mut p.fired);
-        }
+        // End of input: every window still open fires (partitions in parallel).
+        let parts = &mut engine.parts;
+        engine.pool.install(|| {
+            parts.par_iter_mut().for_each(|p| {
+                p.fired.clear();
+                p.state.fire(None, &mut p.fired);
+            })
+        });
         engine.emit_fired()
     })();
     drop(rx);
