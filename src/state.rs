@@ -121,6 +121,10 @@ pub struct KeyEntry {
     pub strings: std::sync::Arc<KeyStrings>,
     inline: [Lane; INLINE_SPECS],
     more: Vec<Lane>,
+    /// (user, key) entries that refer to this key.
+    refs: u32,
+    /// False once the key has been freed (no open window, no user state); its id is then reused.
+    live: bool,
 }
 
 impl KeyEntry {
@@ -130,7 +134,17 @@ impl KeyEntry {
             strings: std::sync::Arc::new(strings),
             inline: Default::default(),
             more: vec![Lane::default(); nspecs.saturating_sub(INLINE_SPECS)],
+            refs: 0,
+            live: true,
         }
+    }
+
+    /// No counters left in any lane: every window holding this key has fired.
+    fn is_empty(&self) -> bool {
+        self.inline
+            .iter()
+            .chain(&self.more)
+            .all(|l| l.tail.idx == NO_TAIL && l.cells.is_empty())
     }
 
     #[inline]
@@ -194,6 +208,9 @@ pub struct PartitionState {
     horizon: Vec<i64>,
     key_ids: HashMap<u64, u32>,
     pub keys: Vec<KeyEntry>,
+    /// Ids of freed keys, reused by the next new keys: the key table is bounded by the keys alive
+    /// in open windows, not by every key ever seen in a years-long replay.
+    free_keys: Vec<u32>,
     /// Per user: the keys the user has and their pane sets. One lookup per event finds all of a
     /// user's keys, close together in memory.
     users: HashMap<u64, UserKeys>,
@@ -224,6 +241,7 @@ impl PartitionState {
             horizon: vec![i64::MIN; windows.specs.len()],
             key_ids: HashMap::new(),
             keys: Vec::new(),
+            free_keys: Vec::new(),
             users: HashMap::new(),
             entries: 0,
             spill: HashMap::new(),
@@ -282,9 +300,7 @@ impl PartitionState {
                 }
                 continue;
             }
-            let id = self.keys.len() as u32;
-            self.keys.push(KeyEntry::new(h, strings, nspecs));
-            self.key_ids.insert(h, id);
+            let id = self.alloc_key(h, strings, nspecs);
             if h == wanted {
                 found = Some(id);
             }
@@ -300,6 +316,7 @@ impl PartitionState {
             let at = match u.keys.binary_search(&key) {
                 Ok(i) => i * ngroups,
                 Err(i) => {
+                    self.keys[key as usize].refs += 1;
                     u.keys.insert(i, key);
                     let fresh = PaneSet::default();
                     u.sets.splice(
@@ -407,6 +424,7 @@ impl PartitionState {
             })
             .collect();
         let mut entries = 0;
+        let keys = &mut self.keys;
         self.users.retain(|_, u| {
             let mut kept = 0;
             for i in 0..u.keys.len() {
@@ -414,6 +432,10 @@ impl PartitionState {
                     .iter()
                     .zip(&dead_below)
                     .any(|(set, &d)| set.hi >= d);
+                if !alive {
+                    let k = &mut keys[u.keys[i] as usize];
+                    k.refs = k.refs.saturating_sub(1);
+                }
                 if alive {
                     u.keys[kept] = u.keys[i];
                     u.sets
@@ -437,6 +459,19 @@ impl PartitionState {
             panes.retain(|&q| q >= d);
             !panes.is_empty()
         });
+        // Keys no user refers to and with no open window are freed.
+        for (id, k) in self.keys.iter_mut().enumerate() {
+            if k.live && k.refs == 0 && k.is_empty() {
+                k.live = false;
+                self.key_ids.remove(&k.hash);
+                self.free_keys.push(id as u32);
+            }
+        }
+    }
+
+    /// Keys currently in use (for tests and the summary's state estimate).
+    pub fn live_keys(&self) -> usize {
+        self.keys.len() - self.free_keys.len()
     }
 
     /// Approximate heap bytes held by this partition's state.
@@ -670,8 +705,23 @@ impl PartitionState {
             return id;
         }
         let nspecs = self.windows.specs.len();
-        let id = self.keys.len() as u32;
-        self.keys.push(KeyEntry::new(hash, strings.clone(), nspecs));
+        self.alloc_key(hash, strings.clone(), nspecs)
+    }
+
+    /// A new key entry, in a freed slot when there is one. Freed slots are only reused while
+    /// events are applied, after the previous batch's fired rows have been read.
+    fn alloc_key(&mut self, hash: u64, strings: KeyStrings, nspecs: usize) -> u32 {
+        let entry = KeyEntry::new(hash, strings, nspecs);
+        let id = match self.free_keys.pop() {
+            Some(id) => {
+                self.keys[id as usize] = entry;
+                id
+            }
+            None => {
+                self.keys.push(entry);
+                (self.keys.len() - 1) as u32
+            }
+        };
         self.key_ids.insert(hash, id);
         id
     }
@@ -732,7 +782,7 @@ pub fn encode_partitions<'a>(
     type Merged<'a> = (&'a KeyStrings, Vec<i64>, Vec<Vec<Cell>>);
     let mut merged: HashMap<u64, Merged> = HashMap::new();
     for p in parts.clone() {
-        for k in &p.keys {
+        for k in p.keys.iter().filter(|k| k.live) {
             let e = merged
                 .entry(k.hash)
                 .or_insert_with(|| (&*k.strings, vec![0; nspecs], vec![Vec::new(); nspecs]));
@@ -868,6 +918,7 @@ pub fn decode_partitions(
         let hash = r.u64()?;
         let p = &mut parts[partition_of(user, n)];
         let key = key_in(p, hash, &strings_of)?;
+        p.keys[key as usize].refs += 1;
         let u = p.users.entry(user).or_default();
         u.keys.push(key);
         for _ in 0..ngroups {
@@ -988,6 +1039,57 @@ mod tests {
         let m = engine(&ev, 3, 0);
         assert_eq!(m[&0], (2, 3)); // window 0 = panes 0..2
         assert_eq!(m[&2], (1, 1)); // panes 2..4: only user 1
+    }
+
+    #[test]
+    fn keys_are_freed_once_their_windows_fired_and_reused() {
+        let cfg = crate::config::Config::parse(
+            std::path::Path::new("t.toml"),
+            "[fields]\nuser = \"u\"\ntime = \"t\"\nevent_type = \"e\"\n[watermark]\nallowed_lateness = \"0s\"\n[[windows]]\nname = \"h\"\nsize = \"1h\"\n",
+        )
+        .unwrap();
+        let mut parser = Parser::new(&cfg);
+        let mut state = PartitionState::new(&cfg.windows, cfg.ttl, Parser::new(&cfg));
+        let mut fired = Vec::new();
+        let mut apply = |state: &mut PartitionState, line: &str, wm: i64| {
+            let mut keys = Vec::new();
+            let ev = parser.parse(line.as_bytes(), &mut keys).unwrap();
+            assert_eq!(
+                state.apply(&ev, &keys, wm, line.as_bytes()),
+                Outcome::Counted
+            );
+        };
+        apply(
+            &mut state,
+            r#"{"u":"a","t":1704067200000,"e":"open"}"#,
+            i64::MIN,
+        );
+        apply(
+            &mut state,
+            r#"{"u":"b","t":1704067200000,"e":"click"}"#,
+            i64::MIN,
+        );
+        assert_eq!(state.live_keys(), 2);
+        state.fire(Some(1_704_067_200_000 + 2 * 3_600_000), &mut fired);
+        assert_eq!(fired.len(), 2);
+        state.prune_seen();
+        assert_eq!(
+            state.live_keys(),
+            0,
+            "no open window and no user state: both keys are freed"
+        );
+        // the fired rows of this batch can still be read
+        assert_eq!(
+            &*state.keys[fired[0].key as usize].strings.event_type,
+            "open"
+        );
+        apply(
+            &mut state,
+            r#"{"u":"c","t":1704078000000,"e":"view"}"#,
+            1_704_067_200_000 + 2 * 3_600_000,
+        );
+        assert_eq!(state.keys.len(), 2, "a freed slot was reused");
+        assert_eq!(state.live_keys(), 1);
     }
 
     proptest::proptest! {
