@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod dedup;
+pub mod entries;
 pub mod error;
 pub mod failpoint;
 pub mod generate;

@@ -18,6 +18,8 @@ use std::collections::BTreeSet;
 use hashbrown::HashMap;
 
 use crate::dedup::{Dedup, Seen};
+use crate::entries::EntryTable;
+pub use crate::entries::PaneSet;
 use crate::error::Result;
 use crate::parse::{Event, KeyStrings, Parser};
 use crate::timefmt::Millis;
@@ -165,24 +167,6 @@ impl KeyEntry {
     }
 }
 
-/// Panes a (key, user) was seen in, for one pane group.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PaneSet {
-    /// The newest pane seen; bit `i` of `mask` is pane `hi − i`.
-    pub hi: i64,
-    pub mask: u64,
-    /// Panes more than 63 behind `hi` that may still matter live in the overflow set.
-    pub spilled: bool,
-}
-
-/// One user's (key, pane sets) entries: `keys` sorted, compact for the binary search (heavy users
-/// have thousands of keys), and `groups.len()` [`PaneSet`]s per key in `sets`, in the same order.
-#[derive(Debug, Default)]
-pub struct UserKeys {
-    keys: Vec<u32>,
-    sets: Vec<PaneSet>,
-}
-
 /// Overflow panes of (user, key, pane group).
 type SpillKey = (u64, u32, u8);
 
@@ -199,6 +183,8 @@ pub struct Fired {
 struct Group {
     width: Millis,
     specs: Vec<usize>,
+    /// Panes below this belong only to fired windows (the smallest horizon of `specs`).
+    dead_below: i64,
 }
 
 pub struct PartitionState {
@@ -211,11 +197,8 @@ pub struct PartitionState {
     /// Ids of freed keys, reused by the next new keys: the key table is bounded by the keys alive
     /// in open windows, not by every key ever seen in a years-long replay.
     free_keys: Vec<u32>,
-    /// Per user: the keys the user has and their pane sets. One lookup per event finds all of a
-    /// user's keys, close together in memory.
-    users: HashMap<u64, UserKeys>,
-    /// Number of (user, key) entries in `users`.
-    entries: usize,
+    /// Per (user, key): the panes the user was seen in, per pane group.
+    table: EntryTable,
     spill: HashMap<SpillKey, BTreeSet<i64>>,
     /// `entries` right after the last prune: pruning again waits until it has grown by half.
     pruned_len: usize,
@@ -232,9 +215,11 @@ impl PartitionState {
                 None => groups.push(Group {
                     width: s.slide,
                     specs: vec![i],
+                    dead_below: i64::MIN,
                 }),
             }
         }
+        let ngroups = groups.len();
         PartitionState {
             windows: windows.clone(),
             groups,
@@ -242,8 +227,7 @@ impl PartitionState {
             key_ids: HashMap::new(),
             keys: Vec::new(),
             free_keys: Vec::new(),
-            users: HashMap::new(),
-            entries: 0,
+            table: EntryTable::new(ngroups),
             spill: HashMap::new(),
             pruned_len: 0,
             dedup: Dedup::new(ttl),
@@ -273,8 +257,29 @@ impl PartitionState {
                 None => self.learn_keys(kh, line),
             };
         }
-        self.count(&ids[..n], ev.user, ev.time);
+        self.count(&ids[..n], &keys[..n], ev.user, ev.time);
         Outcome::Counted
+    }
+
+    /// Starts loading the state an upcoming event of `user` with fan-out key hashes `keys` will
+    /// touch, so that applying it a few events later does not stall on those cache misses.
+    #[inline]
+    pub fn prefetch(&self, user: u64, keys: &[u64]) {
+        for &kh in keys {
+            self.table.prefetch(user, kh);
+        }
+    }
+
+    /// Recomputes each group's `dead_below` after horizons moved.
+    fn update_dead_below(&mut self) {
+        for g in &mut self.groups {
+            g.dead_below = g
+                .specs
+                .iter()
+                .map(|&s| self.horizon[s])
+                .min()
+                .unwrap_or(i64::MIN);
+        }
     }
 
     /// Slow path: registers the strings of every key of `line`, returns the id of `wanted`.
@@ -309,40 +314,26 @@ impl PartitionState {
     }
 
     #[inline]
-    fn count(&mut self, keys: &[u32], user: u64, t: Millis) {
-        let ngroups = self.groups.len();
-        let u = self.users.entry(user).or_default();
-        for &key in keys {
-            let at = match u.keys.binary_search(&key) {
-                Ok(i) => i * ngroups,
-                Err(i) => {
-                    self.keys[key as usize].refs += 1;
-                    u.keys.insert(i, key);
-                    let fresh = PaneSet::default();
-                    u.sets.splice(
-                        i * ngroups..i * ngroups,
-                        std::iter::repeat_n(fresh, ngroups),
-                    );
-                    self.entries += 1;
-                    i * ngroups
-                }
-            };
-            let sets = &mut u.sets;
+    fn count(&mut self, ids: &[u32], hashes: &[u64], user: u64, t: Millis) {
+        let keys = &self.keys;
+        self.table.reserve(ids.len(), |id| keys[id as usize].hash);
+        for (&key, &kh) in ids.iter().zip(hashes) {
+            let found = self.table.find_or_insert(user, kh, key);
+            if found.fresh {
+                self.keys[key as usize].refs += 1;
+            }
+            let (sets, was_spilled) = self.table.sets_mut(found.slot);
+            let mut spilled = was_spilled;
             let entry = &mut self.keys[key as usize];
             for (g, group) in self.groups.iter().enumerate() {
                 let p = t.div_euclid(group.width);
-                let dead_below = group
-                    .specs
-                    .iter()
-                    .map(|&s| self.horizon[s])
-                    .min()
-                    .unwrap_or(i64::MIN);
                 let neighbours = insert_pane(
-                    &mut sets[at + g],
+                    &mut sets[g],
+                    &mut spilled,
                     &mut self.spill,
                     (user, key, g as u8),
                     p,
-                    dead_below,
+                    group.dead_below,
                 );
                 for &s in &group.specs {
                     let n = self.windows.specs[s].panes();
@@ -363,6 +354,9 @@ impl PartitionState {
                         }
                     }
                 }
+            }
+            if spilled && !was_spilled {
+                self.table.mark_spilled(found.slot);
             }
         }
     }
@@ -400,9 +394,12 @@ impl PartitionState {
         }
         // Pruning scans the whole map; doing it only once the map grew by half since the last scan
         // keeps the cost amortised O(1) per entry while memory stays within 1.5× the live set.
-        if advanced && self.entries >= 4096 + self.pruned_len + self.pruned_len / 2 {
+        if advanced {
+            self.update_dead_below();
+        }
+        if advanced && self.table.len() >= 4096 + self.pruned_len + self.pruned_len / 2 {
             self.prune_seen();
-            self.pruned_len = self.entries;
+            self.pruned_len = self.table.len();
         }
         if advanced {
             self.dedup.prune(wm.unwrap_or(Millis::MAX));
@@ -411,48 +408,24 @@ impl PartitionState {
 
     /// Drops the (user, key) entries whose panes all belong to fired windows only.
     fn prune_seen(&mut self) {
-        let ngroups = self.groups.len();
-        let dead_below: Vec<i64> = self
-            .groups
-            .iter()
-            .map(|g| {
-                g.specs
-                    .iter()
-                    .map(|&s| self.horizon[s])
-                    .min()
-                    .unwrap_or(i64::MIN)
-            })
-            .collect();
-        let mut entries = 0;
+        self.update_dead_below();
+        let dead_below: Vec<i64> = self.groups.iter().map(|g| g.dead_below).collect();
         let keys = &mut self.keys;
-        self.users.retain(|_, u| {
-            let mut kept = 0;
-            for i in 0..u.keys.len() {
-                let alive = u.sets[i * ngroups..(i + 1) * ngroups]
-                    .iter()
-                    .zip(&dead_below)
-                    .any(|(set, &d)| set.hi >= d);
+        let mut dropped: Vec<u32> = Vec::new();
+        self.table.retain(
+            |_, key, sets| {
+                let alive = sets.iter().zip(&dead_below).any(|(set, &d)| set.hi >= d);
                 if !alive {
-                    let k = &mut keys[u.keys[i] as usize];
-                    k.refs = k.refs.saturating_sub(1);
+                    dropped.push(key);
                 }
-                if alive {
-                    u.keys[kept] = u.keys[i];
-                    u.sets
-                        .copy_within(i * ngroups..(i + 1) * ngroups, kept * ngroups);
-                    kept += 1;
-                }
-            }
-            u.keys.truncate(kept);
-            u.sets.truncate(kept * ngroups);
-            entries += kept;
-            if u.keys.capacity() > 2 * kept + 8 {
-                u.keys.shrink_to_fit();
-                u.sets.shrink_to_fit();
-            }
-            kept > 0
-        });
-        self.entries = entries;
+                alive
+            },
+            |id| keys[id as usize].hash,
+        );
+        for key in dropped {
+            let k = &mut keys[key as usize];
+            k.refs = k.refs.saturating_sub(1);
+        }
         // Overflow panes of dropped entries are all dead, so this also forgets them.
         self.spill.retain(|(_, _, g), panes| {
             let d = dead_below[*g as usize];
@@ -485,9 +458,7 @@ impl PartitionState {
                     .sum::<usize>()
             })
             .sum();
-        self.users.capacity() * (std::mem::size_of::<(u64, UserKeys)>() + 1)
-            + self.entries * std::mem::size_of::<u32>()
-            + self.entries * self.groups.len() * std::mem::size_of::<PaneSet>()
+        self.table.heap_bytes()
             + self.key_ids.capacity() * 13
             + self.keys.capacity() * std::mem::size_of::<KeyEntry>()
             + cells * std::mem::size_of::<Cell>()
@@ -526,22 +497,20 @@ fn cell(cells: &mut Vec<Cell>, idx: i64) -> &mut Cell {
 
 /// Records pane `p` in `set`. Returns `None` if it was already there, else the nearest seen panes
 /// before and after it (`None` where there is none that can matter). Panes below `dead_below` belong
-/// only to fired windows and may be forgotten.
+/// only to fired windows and may be forgotten. `spilled` says whether the overflow set may hold
+/// panes of this (user, key) (in any group); it is set when a pane moves there.
 #[inline]
 fn insert_pane(
     set: &mut PaneSet,
+    spilled: &mut bool,
     spill: &mut HashMap<SpillKey, BTreeSet<i64>>,
     spill_key: SpillKey,
     p: i64,
     dead_below: i64,
 ) -> Option<(Option<i64>, Option<i64>)> {
     if set.mask == 0 {
-        *set = PaneSet {
-            hi: p,
-            mask: 1,
-            ..*set
-        };
-        let pred = if set.spilled {
+        *set = PaneSet { hi: p, mask: 1 };
+        let pred = if *spilled {
             spill
                 .get(&spill_key)
                 .and_then(|s| s.range(..p).next_back().copied())
@@ -564,7 +533,7 @@ fn insert_pane(
             let q = set.hi - i;
             if q >= dead_below {
                 spill.entry(spill_key).or_default().insert(q);
-                set.spilled = true;
+                *spilled = true;
             }
         }
         set.mask = if shift >= 64 { 0 } else { set.mask << shift };
@@ -573,7 +542,7 @@ fn insert_pane(
         let above = set.mask & !1;
         let pred = if above != 0 {
             Some(p - above.trailing_zeros() as i64)
-        } else if set.spilled {
+        } else if *spilled {
             spill
                 .get(&spill_key)
                 .and_then(|s| s.range(..p).next_back().copied())
@@ -592,7 +561,7 @@ fn insert_pane(
         let older = if i == 63 { 0 } else { set.mask >> (i + 1) };
         let pred = if older != 0 {
             Some(p - 1 - older.trailing_zeros() as i64)
-        } else if set.spilled {
+        } else if *spilled {
             spill
                 .get(&spill_key)
                 .and_then(|s| s.range(..p).next_back().copied())
@@ -612,7 +581,7 @@ fn insert_pane(
     if !panes.insert(p) {
         return None;
     }
-    set.spilled = true;
+    *spilled = true;
     let pred = panes.range(..p).next_back().copied();
     let succ = panes
         .range(p + 1..)
@@ -815,18 +784,16 @@ pub fn encode_partitions<'a>(
         }
     }
     // (user, key) pane sets.
-    let entries: usize = parts.clone().map(|p| p.entries).sum();
+    let entries: usize = parts.clone().map(|p| p.table.len()).sum();
     w.u64(entries as u64);
     for p in parts.clone() {
-        for (&user, u) in &p.users {
-            for (&key, chunk) in u.keys.iter().zip(u.sets.chunks_exact(ngroups)) {
-                w.u64(user);
-                w.u64(p.keys[key as usize].hash);
-                for set in chunk {
-                    w.i64(set.hi);
-                    w.u64(set.mask);
-                    w.u8(set.spilled as u8);
-                }
+        for (user, key, spilled, sets) in p.table.iter() {
+            w.u64(user);
+            w.u64(p.keys[key as usize].hash);
+            w.u8(spilled as u8);
+            for set in sets {
+                w.i64(set.hi);
+                w.u64(set.mask);
             }
         }
     }
@@ -876,6 +843,7 @@ pub fn decode_partitions(
     }
     for p in parts.iter_mut() {
         p.horizon.clone_from(&horizon);
+        p.update_dead_below();
     }
     // All summed counters go to partition 0; the others learn a key's strings when they need them.
     let nkeys = r.len(8)?;
@@ -912,36 +880,30 @@ pub fn decode_partitions(
             })?;
             Ok(p.ensure_key(hash, s))
         };
-    let entries = r.len(16 + 17 * ngroups)?;
+    let entries = r.len(17 + 16 * ngroups)?;
+    let mut sets = vec![PaneSet::default(); ngroups];
     for _ in 0..entries {
         let user = r.u64()?;
         let hash = r.u64()?;
-        let p = &mut parts[partition_of(user, n)];
-        let key = key_in(p, hash, &strings_of)?;
-        p.keys[key as usize].refs += 1;
-        let u = p.users.entry(user).or_default();
-        u.keys.push(key);
-        for _ in 0..ngroups {
-            u.sets.push(PaneSet {
+        let spilled = r.u8()? != 0;
+        for set in &mut sets {
+            *set = PaneSet {
                 hi: r.i64()?,
                 mask: r.u64()?,
-                spilled: r.u8()? != 0,
-            });
+            };
         }
-        p.entries += 1;
-    }
-    // `count` binary-searches a user's entries by key id; ids differ from the saved run's.
-    for p in parts.iter_mut() {
-        for u in p.users.values_mut() {
-            let mut order: Vec<usize> = (0..u.keys.len()).collect();
-            order.sort_unstable_by_key(|&i| u.keys[i]);
-            let sets: Vec<PaneSet> = order
-                .iter()
-                .flat_map(|&i| u.sets[i * ngroups..(i + 1) * ngroups].iter().copied())
-                .collect();
-            u.keys = order.iter().map(|&i| u.keys[i]).collect();
-            u.sets = sets;
+        let p = &mut parts[partition_of(user, n)];
+        let key = key_in(p, hash, &strings_of)?;
+        let keys = &p.keys;
+        if !p
+            .table
+            .insert(user, hash, key, spilled, &sets, |id| keys[id as usize].hash)
+        {
+            return Err(crate::Error::Checkpoint(
+                "the checkpoint payload is damaged (a user entry appears twice)".into(),
+            ));
         }
+        p.keys[key as usize].refs += 1;
     }
     let spills = r.len(25)?;
     for _ in 0..spills {
@@ -988,15 +950,17 @@ mod tests {
 
     /// Drives `insert_pane` + cells the way `count` does, for one key and one spec.
     fn engine(events: &[(u64, i64)], n: i64, fire_every: usize) -> BTreeMap<i64, (u64, u64)> {
-        let mut sets: HashMap<u64, PaneSet> = HashMap::new();
+        let mut sets: HashMap<u64, (PaneSet, bool)> = HashMap::new();
         let mut spill = HashMap::new();
         let mut cells = Vec::new();
         let mut carry = 0;
         let mut fired = i64::MIN;
         let mut out = Vec::new();
         for (i, &(u, p)) in events.iter().enumerate() {
-            let set = sets.entry(u).or_default();
-            if let Some((pred, succ)) = insert_pane(set, &mut spill, (u, 0, 0), p, i64::MIN) {
+            let (set, spilled) = sets.entry(u).or_default();
+            if let Some((pred, succ)) =
+                insert_pane(set, spilled, &mut spill, (u, 0, 0), p, i64::MIN)
+            {
                 let lo = pred.map_or(p - n + 1, |a| (p - n + 1).max(a + 1));
                 let hi = succ.map_or(p, |b| p.min(b - n));
                 if lo <= hi {
