@@ -4,8 +4,6 @@
 //! check is exact at lookup time (an expired record is treated as absent), so pruning only bounds
 //! memory and never changes a result; it runs when the watermark has moved a good part of a ttl.
 
-use hashbrown::HashMap;
-
 use crate::timefmt::Millis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,9 +14,19 @@ pub enum Seen {
     New,
 }
 
-#[derive(Debug, Default)]
+/// Marks an empty slot. No real expiry is this small: event times are range-checked at parse time.
+const EMPTY: Millis = Millis::MIN;
+const MIN_BITS: u32 = 10;
+
+/// The records: an open-addressing table (linear probing) of (key, expiry) pairs in one flat array.
+/// It holds every event id of a ttl's worth of events (millions), so a lookup is a cache miss;
+/// unlike a general-purpose map, its slot is known from the key alone, so the partition
+/// [`prefetch`](Dedup::prefetch)es it a few events ahead.
+#[derive(Debug)]
 pub struct Dedup {
-    expiry: HashMap<u64, Millis>,
+    slots: Vec<(u64, Millis)>,
+    bits: u32,
+    len: usize,
     ttl: Millis,
     pruned_at: Millis,
 }
@@ -26,46 +34,110 @@ pub struct Dedup {
 impl Dedup {
     pub fn new(ttl: Millis) -> Dedup {
         Dedup {
-            expiry: HashMap::new(),
+            slots: vec![(0, EMPTY); 1 << MIN_BITS],
+            bits: MIN_BITS,
+            len: 0,
             ttl,
             pruned_at: Millis::MIN,
         }
     }
 
     #[inline]
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits)) as usize
+    }
+
+    /// The slot holding `key`, or the empty slot where it would go.
+    #[inline]
+    fn slot(&self, key: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        loop {
+            let (k, exp) = self.slots[i];
+            if exp == EMPTY || k == key {
+                return i;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Asks the CPU to start loading the slot of `key`.
+    #[inline]
+    pub fn prefetch(&self, key: u64) {
+        let p = self.slots.as_ptr().wrapping_add(self.home(key));
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetching is a hint; it never faults, even on an invalid address.
+        #[allow(unused_unsafe)]
+        unsafe {
+            core::arch::x86_64::_mm_prefetch(p.cast::<i8>(), core::arch::x86_64::_MM_HINT_T0);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
+
+    #[inline]
     pub fn check(&self, key: u64, wm: Millis) -> Seen {
-        match self.expiry.get(&key) {
-            Some(&exp) if wm < exp => Seen::Duplicate,
+        match self.slots[self.slot(key)] {
+            (_, exp) if exp != EMPTY && wm < exp => Seen::Duplicate,
             _ => Seen::New,
         }
     }
 
     /// Checks `key` and, when it is new (or expired) and `record` is set, records it with expiry
-    /// `max(t, wm) + ttl` — the check and the record in one map lookup.
+    /// `max(t, wm) + ttl` — the check and the record in one probe.
     #[inline]
     pub fn observe(&mut self, key: u64, t: Millis, wm: Millis, record: bool) -> Seen {
         let expiry = t.max(wm).saturating_add(self.ttl);
-        match self.expiry.entry(key) {
-            hashbrown::hash_map::Entry::Occupied(e) if wm < *e.get() => Seen::Duplicate,
-            hashbrown::hash_map::Entry::Occupied(mut e) => {
-                if record {
-                    e.insert(expiry);
-                }
-                Seen::New
-            }
-            hashbrown::hash_map::Entry::Vacant(v) => {
-                if record {
-                    v.insert(expiry);
-                }
-                Seen::New
-            }
+        let i = self.slot(key);
+        let exp = self.slots[i].1;
+        if exp != EMPTY && wm < exp {
+            return Seen::Duplicate;
         }
+        if record {
+            self.put(i, key, expiry);
+        }
+        Seen::New
     }
 
     /// Records a counted event's key.
     #[inline]
     pub fn record(&mut self, key: u64, t: Millis, wm: Millis) {
-        self.expiry.insert(key, t.max(wm).saturating_add(self.ttl));
+        let i = self.slot(key);
+        self.put(i, key, t.max(wm).saturating_add(self.ttl));
+    }
+
+    /// Stores (key, expiry) in slot `i` (found by [`slot`](Self::slot)), growing when needed.
+    #[inline]
+    fn put(&mut self, i: usize, key: u64, expiry: Millis) {
+        let expiry = expiry.max(EMPTY + 1);
+        if self.slots[i].1 != EMPTY {
+            self.slots[i].1 = expiry;
+            return;
+        }
+        self.slots[i] = (key, expiry);
+        self.len += 1;
+        if self.len * 8 > self.slots.len() * 7 {
+            self.rebuild(self.bits + 1, |_| true);
+        }
+    }
+
+    /// Re-inserts the records `keep` accepts into a table of `2^bits` slots.
+    fn rebuild(&mut self, bits: u32, mut keep: impl FnMut(Millis) -> bool) {
+        let old = std::mem::replace(&mut self.slots, vec![(0, EMPTY); 1 << bits]);
+        self.bits = bits;
+        self.len = 0;
+        let mask = self.slots.len() - 1;
+        for (k, exp) in old {
+            if exp == EMPTY || !keep(exp) {
+                continue;
+            }
+            let mut i = self.home(k);
+            while self.slots[i].1 != EMPTY {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = (k, exp);
+            self.len += 1;
+        }
     }
 
     /// Drops expired records when the watermark moved at least an eighth of the ttl since last time.
@@ -76,28 +148,39 @@ impl Dedup {
             return;
         }
         self.pruned_at = wm;
-        self.expiry.retain(|_, exp| wm < *exp);
+        let live = self
+            .slots
+            .iter()
+            .filter(|s| s.1 != EMPTY && wm < s.1)
+            .count();
+        // Sized so the live records fill at most 7/16: room to grow before the next rebuild.
+        let mut bits = MIN_BITS;
+        while live * 16 > (7usize << bits) {
+            bits += 1;
+        }
+        self.rebuild(bits, |exp| wm < exp);
     }
 
     pub fn len(&self) -> usize {
-        self.expiry.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.expiry.is_empty()
+        self.len == 0
     }
 
     /// Approximate heap bytes, for the summary's `peak_state_bytes`.
     pub fn heap_bytes(&self) -> usize {
-        self.expiry.capacity() * (std::mem::size_of::<(u64, Millis)>() + 1)
+        self.slots.capacity() * std::mem::size_of::<(u64, Millis)>()
     }
 
     pub fn entries(&self) -> impl Iterator<Item = (u64, Millis)> + '_ {
-        self.expiry.iter().map(|(k, v)| (*k, *v))
+        self.slots.iter().copied().filter(|s| s.1 != EMPTY)
     }
 
     pub fn insert_raw(&mut self, key: u64, expiry: Millis) {
-        self.expiry.insert(key, expiry);
+        let i = self.slot(key);
+        self.put(i, key, expiry);
     }
 }
 
@@ -145,5 +228,35 @@ mod tests {
         d.prune(90);
         assert_eq!(d.len(), 1);
         assert_eq!(d.check(2, 90), Seen::Duplicate);
+    }
+
+    proptest::proptest! {
+        /// Same answers as a plain map with the same expiry rule, through growth and prunes, with
+        /// keys that share their high bits (as a partition's keys do) or collide in the home slot.
+        #[test]
+        fn behaves_like_a_map(ops in proptest::collection::vec((0u64..500, 0i64..1000, 0i64..40, proptest::bool::ANY), 1..4000)) {
+            let mut d = Dedup::new(100);
+            let mut model: std::collections::HashMap<u64, Millis> = std::collections::HashMap::new();
+            let mut wm = 0;
+            for (i, (k, t, step, record)) in ops.into_iter().enumerate() {
+                let key = (7u64 << 32) | (k << 20);
+                wm += step;
+                let want = match model.get(&key) {
+                    Some(&exp) if wm < exp => Seen::Duplicate,
+                    _ => Seen::New,
+                };
+                if want == Seen::New && record {
+                    model.insert(key, t.max(wm) + 100);
+                }
+                proptest::prop_assert_eq!(d.observe(key, t, wm, record), want);
+                if i % 97 == 0 {
+                    d.prune(wm);
+                }
+            }
+            for (&k, &exp) in &model {
+                let want = if wm < exp { Seen::Duplicate } else { Seen::New };
+                proptest::prop_assert_eq!(d.check(k, wm), want);
+            }
+        }
     }
 }

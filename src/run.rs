@@ -231,11 +231,11 @@ impl Partition {
             let keys_of =
                 |r: &Routed| &bucket.keys[r.keys_at as usize..(r.keys_at + r.nkeys) as usize];
             for r in bucket.events.iter().take(AHEAD) {
-                self.state.prefetch(r.event.user, keys_of(r));
+                self.state.prefetch(&r.event, keys_of(r));
             }
             for (j, r) in bucket.events.iter().enumerate() {
                 if let Some(a) = bucket.events.get(j + AHEAD) {
-                    self.state.prefetch(a.event.user, keys_of(a));
+                    self.state.prefetch(&a.event, keys_of(a));
                 }
                 let q = pc.seq_base + r.seq as u64;
                 while pi + 1 < points.len() && points[pi + 1].0 <= q {

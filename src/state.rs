@@ -261,12 +261,15 @@ impl PartitionState {
         Outcome::Counted
     }
 
-    /// Starts loading the state an upcoming event of `user` with fan-out key hashes `keys` will
-    /// touch, so that applying it a few events later does not stall on those cache misses.
+    /// Starts loading the state an upcoming event with fan-out key hashes `keys` will touch (its
+    /// dedup record and (user, key) entries), so applying it a few events later does not stall.
     #[inline]
-    pub fn prefetch(&self, user: u64, keys: &[u64]) {
+    pub fn prefetch(&self, ev: &Event, keys: &[u64]) {
+        if let Some(d) = ev.dedup {
+            self.dedup.prefetch(d);
+        }
         for &kh in keys {
-            self.table.prefetch(user, kh);
+            self.table.prefetch(ev.user, kh);
         }
     }
 
