@@ -186,36 +186,58 @@ impl EntryTable {
         f.fresh
     }
 
-    /// Keeps the entries for which `keep(user, key id, pane sets)` holds, rebuilding the table at a
-    /// size that fits them. `hash_of` gives a kept entry's key hash (its home slot depends on it).
+    /// Keeps the entries for which `keep(user, key id, pane sets)` holds, deleting the others in
+    /// place (backward-shift deletion: no tombstones, and no new allocation whose pages would all
+    /// fault in again). `hash_of` gives an entry's key hash: its home slot depends on it.
     pub fn retain(
         &mut self,
         mut keep: impl FnMut(u64, u32, &[PaneSet]) -> bool,
         hash_of: impl Fn(u32) -> u64,
     ) {
-        let old = std::mem::take(&mut self.units);
-        let (old_base, old_bits) = (self.base, self.bits);
-        let stride = self.stride;
-        let groups = self.groups;
-        let mut kept: Vec<usize> = Vec::new();
-        for slot in 0..1usize << old_bits {
-            let at = old_base + slot * stride;
-            let h = old[at];
-            if h.mask & OCCUPIED != 0
-                && keep(h.hi as u64, h.mask as u32, &old[at + 1..at + 1 + groups])
+        let n = 1usize << self.bits;
+        let mask = n - 1;
+        let g = self.groups;
+        let occupied = |t: &EntryTable, slot: usize| t.units[t.unit(slot)].mask & OCCUPIED != 0;
+        // Scanning from an empty slot means no run of occupied slots wraps around the scan's start,
+        // and every entry a deletion shifts back lands at or after the scan position.
+        let Some(start) = (0..n).find(|&slot| !occupied(self, slot)) else {
+            return;
+        };
+        let mut step = 1;
+        while step < n {
+            let i = (start + step) & mask;
+            let at = self.unit(i);
+            let h = self.units[at];
+            if h.mask & OCCUPIED == 0
+                || keep(h.hi as u64, h.mask as u32, &self.units[at + 1..at + 1 + g])
             {
-                kept.push(at);
+                step += 1;
+                continue;
             }
+            let mut hole = i;
+            let mut j = (i + 1) & mask;
+            while occupied(self, j) {
+                let hj = self.units[self.unit(j)];
+                let home = self.home(hj.hi as u64, hash_of(hj.mask as u32));
+                if (j.wrapping_sub(hole) & mask) <= (j.wrapping_sub(home) & mask) {
+                    let (from, to) = (self.unit(j), self.unit(hole));
+                    self.units.copy_within(from..from + 1 + g, to);
+                    hole = j;
+                }
+                j = (j + 1) & mask;
+            }
+            let to = self.unit(hole);
+            self.units[to..to + 1 + g].fill(PaneSet::default());
+            self.len -= 1;
+            // Slot i now holds a shifted entry (or nothing): look at it again.
         }
-        // Room for growing by half before the next rebuild without an intermediate grow.
-        let mut bits = MIN_BITS;
-        while (kept.len() * 3 / 2 + 1) * 8 > (7usize << bits) {
-            bits += 1;
-        }
-        self.allocate(bits);
-        self.len = 0;
-        for at in kept {
-            self.move_in(&old[at..at + 1 + groups], &hash_of);
+        // Shrink once mostly empty; otherwise keep the memory for the entries to come.
+        if self.bits > MIN_BITS && self.len * 16 < n {
+            let mut bits = MIN_BITS;
+            while (self.len * 3 / 2 + 1) * 8 > (7usize << bits) {
+                bits += 1;
+            }
+            self.rehash(bits, &hash_of);
         }
     }
 
@@ -231,19 +253,24 @@ impl EntryTable {
     #[cold]
     #[inline(never)]
     fn grow(&mut self, additional: usize, hash_of: impl Fn(u32) -> u64) {
-        let old = std::mem::take(&mut self.units);
-        let (old_base, old_bits) = (self.base, self.bits);
-        let (stride, groups) = (self.stride, self.groups);
-        let mut bits = old_bits + 1;
+        let mut bits = self.bits + 1;
         while (self.len + additional) * 8 > (7usize << bits) {
             bits += 1;
         }
+        self.rehash(bits, &hash_of);
+    }
+
+    /// Moves every entry into a new table of `2^bits` slots.
+    fn rehash(&mut self, bits: u32, hash_of: &impl Fn(u32) -> u64) {
+        let old = std::mem::take(&mut self.units);
+        let (old_base, old_bits) = (self.base, self.bits);
+        let (stride, groups) = (self.stride, self.groups);
         self.allocate(bits);
         self.len = 0;
         for slot in 0..1usize << old_bits {
             let at = old_base + slot * stride;
             if old[at].mask & OCCUPIED != 0 {
-                self.move_in(&old[at..at + 1 + groups], &hash_of);
+                self.move_in(&old[at..at + 1 + groups], hash_of);
             }
         }
     }
