@@ -105,6 +105,12 @@ impl Lane {
         }
     }
 
+    /// No cells: every window of this key and spec has fired.
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.tail.idx == NO_TAIL && self.cells.is_empty()
+    }
+
     /// Every cell, in order.
     pub fn all(&self) -> impl Iterator<Item = &Cell> {
         self.cells
@@ -146,7 +152,7 @@ impl KeyEntry {
         self.inline
             .iter()
             .chain(&self.more)
-            .all(|l| l.tail.idx == NO_TAIL && l.cells.is_empty())
+            .all(Lane::is_empty)
     }
 
     #[inline]
@@ -192,6 +198,9 @@ pub struct PartitionState {
     groups: Vec<Group>,
     /// First window index per spec that has not fired.
     horizon: Vec<i64>,
+    /// Per spec, the keys whose lane has cells: firing visits only these, not every key (most keys
+    /// of a long replay are idle at any moment).
+    pending: Vec<Vec<u32>>,
     key_ids: HashMap<u64, u32>,
     pub keys: Vec<KeyEntry>,
     /// Ids of freed keys, reused by the next new keys: the key table is bounded by the keys alive
@@ -224,6 +233,7 @@ impl PartitionState {
             windows: windows.clone(),
             groups,
             horizon: vec![i64::MIN; windows.specs.len()],
+            pending: vec![Vec::new(); windows.specs.len()],
             key_ids: HashMap::new(),
             keys: Vec::new(),
             free_keys: Vec::new(),
@@ -341,6 +351,9 @@ impl PartitionState {
                 for &s in &group.specs {
                     let n = self.windows.specs[s].panes();
                     let lane = entry.lane_mut(s);
+                    if lane.is_empty() {
+                        self.pending[s].push(key);
+                    }
                     lane.cell(p).events += 1;
                     if let Some((pred, succ)) = neighbours {
                         let lo = match pred {
@@ -380,8 +393,9 @@ impl PartitionState {
             self.horizon[s] = h;
             advanced = true;
             let n = spec.panes();
-            for (key, entry) in self.keys.iter_mut().enumerate() {
-                let lane = entry.lane_mut(s);
+            let keys = &mut self.keys;
+            self.pending[s].retain(|&key| {
+                let lane = keys[key as usize].lane_mut(s);
                 lane.flush();
                 emit(
                     &mut lane.cells,
@@ -389,11 +403,12 @@ impl PartitionState {
                     n,
                     fired,
                     h,
-                    key as u32,
+                    key,
                     s as u16,
                     out,
                 );
-            }
+                !lane.is_empty()
+            });
         }
         // Pruning scans the whole map; doing it only once the map grew by half since the last scan
         // keeps the cost amortised O(1) per entry while memory stays within 1.5× the live set.
@@ -873,6 +888,9 @@ pub fn decode_partitions(
                 cells,
                 ..Lane::default()
             };
+            if !lane.is_empty() {
+                parts[0].pending[s].push(id);
+            }
         }
         strings_of.insert(hash, strings);
     }
