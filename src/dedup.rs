@@ -64,15 +64,7 @@ impl Dedup {
     /// Asks the CPU to start loading the slot of `key`.
     #[inline]
     pub fn prefetch(&self, key: u64) {
-        let p = self.slots.as_ptr().wrapping_add(self.home(key));
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: prefetching is a hint; it never faults, even on an invalid address.
-        #[allow(unused_unsafe)]
-        unsafe {
-            core::arch::x86_64::_mm_prefetch(p.cast::<i8>(), core::arch::x86_64::_MM_HINT_T0);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = p;
+        crate::entries::prefetch(self.slots.as_ptr().wrapping_add(self.home(key)));
     }
 
     #[inline]

@@ -292,8 +292,9 @@ impl EntryTable {
     }
 }
 
+/// Asks the CPU to start loading the cache line at `p`: a hint that never faults, whatever `p` is.
 #[inline]
-fn prefetch(p: *const PaneSet) {
+pub fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint; it never faults, even on an invalid address.
     #[allow(unused_unsafe)]

@@ -209,6 +209,8 @@ struct Partition {
     duplicates: u64,
     late: Vec<(u64, usize, u32)>,
     fired: Vec<Fired>,
+    /// Key ids of the bucket being applied, parallel to its key hashes.
+    ids: Vec<u32>,
 }
 
 impl Partition {
@@ -228,22 +230,35 @@ impl Partition {
         const AHEAD: usize = 8;
         for pc in pieces {
             let bucket = &pc.buckets[index];
-            let keys_of =
-                |r: &Routed| &bucket.keys[r.keys_at as usize..(r.keys_at + r.nkeys) as usize];
+            let keys_of = |r: &Routed| r.keys_at as usize..(r.keys_at + r.nkeys) as usize;
+            let line_of = |r: &Routed| &buf[r.line_off..r.line_off + r.line_len as usize];
+            // Key ids first (a small, hot map), so the prefetches below can reach the keys' counters.
+            self.ids.clear();
+            for r in &bucket.events {
+                self.state
+                    .resolve(&bucket.keys[keys_of(r)], line_of(r), &mut self.ids);
+            }
+            let ids = &self.ids;
             for r in bucket.events.iter().take(AHEAD) {
-                self.state.prefetch(&r.event, keys_of(r));
+                self.state
+                    .prefetch(&r.event, &bucket.keys[keys_of(r)], &ids[keys_of(r)]);
             }
             for (j, r) in bucket.events.iter().enumerate() {
                 if let Some(a) = bucket.events.get(j + AHEAD) {
-                    self.state.prefetch(&a.event, keys_of(a));
+                    self.state
+                        .prefetch(&a.event, &bucket.keys[keys_of(a)], &ids[keys_of(a)]);
                 }
                 let q = pc.seq_base + r.seq as u64;
                 while pi + 1 < points.len() && points[pi + 1].0 <= q {
                     pi += 1;
                 }
-                let keys = keys_of(r);
-                let line = &buf[r.line_off..r.line_off + r.line_len as usize];
-                match self.state.apply(&r.event, keys, points[pi].1, line) {
+                let at = keys_of(r);
+                match self.state.apply_resolved(
+                    &r.event,
+                    &bucket.keys[at.clone()],
+                    &ids[at],
+                    points[pi].1,
+                ) {
                     Outcome::Counted => self.counted += 1,
                     Outcome::Duplicate => self.duplicates += 1,
                     Outcome::Late => self.late.push((q, r.line_off, r.line_len)),
@@ -889,6 +904,7 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
                 duplicates: 0,
                 late: Vec::new(),
                 fired: Vec::new(),
+                ids: Vec::new(),
             })
             .collect(),
         pool,

@@ -149,10 +149,7 @@ impl KeyEntry {
 
     /// No counters left in any lane: every window holding this key has fired.
     fn is_empty(&self) -> bool {
-        self.inline
-            .iter()
-            .chain(&self.more)
-            .all(Lane::is_empty)
+        self.inline.iter().chain(&self.more).all(Lane::is_empty)
     }
 
     #[inline]
@@ -249,6 +246,27 @@ impl PartitionState {
     /// `line` its original bytes (only read the first time a key shows up in this partition).
     #[inline]
     pub fn apply(&mut self, ev: &Event, keys: &[u64], wm: Millis, line: &[u8]) -> Outcome {
+        let mut ids = Vec::with_capacity(keys.len());
+        self.resolve(keys, line, &mut ids);
+        self.apply_resolved(ev, keys, &ids, wm)
+    }
+
+    /// Appends the key ids of fan-out key hashes `keys` to `ids`, registering new keys from `line`
+    /// (the event's original bytes, read only the first time a key shows up in this partition).
+    /// Ids stay valid until the next [`fire`](Self::fire), which may free keys.
+    #[inline]
+    pub fn resolve(&mut self, keys: &[u64], line: &[u8], ids: &mut Vec<u32>) {
+        for &kh in keys {
+            ids.push(match self.key_ids.get(&kh) {
+                Some(&k) => k,
+                None => self.learn_keys(kh, line),
+            });
+        }
+    }
+
+    /// [`apply`](Self::apply) with the key ids already [`resolve`](Self::resolve)d.
+    #[inline]
+    pub fn apply_resolved(&mut self, ev: &Event, keys: &[u64], ids: &[u32], wm: Millis) -> Outcome {
         let late = self.windows.is_late(ev.time, wm);
         // Duplicate detection comes first; a late event is not recorded (one map lookup either way).
         if let Some(d) = ev.dedup
@@ -259,27 +277,29 @@ impl PartitionState {
         if late {
             return Outcome::Late;
         }
-        let mut ids = [0u32; crate::parse::MAX_FIELDS];
-        let n = keys.len().min(ids.len());
-        for (id, &kh) in ids.iter_mut().zip(&keys[..n]) {
-            *id = match self.key_ids.get(&kh) {
-                Some(&k) => k,
-                None => self.learn_keys(kh, line),
-            };
-        }
-        self.count(&ids[..n], &keys[..n], ev.user, ev.time);
+        self.count(ids, keys, ev.user, ev.time);
         Outcome::Counted
     }
 
-    /// Starts loading the state an upcoming event with fan-out key hashes `keys` will touch (its
-    /// dedup record and (user, key) entries), so applying it a few events later does not stall.
+    /// Starts loading the state an upcoming event will touch (its dedup record, its (user, key)
+    /// entries and its keys' counters), so applying it a few events later does not stall.
     #[inline]
-    pub fn prefetch(&self, ev: &Event, keys: &[u64]) {
+    pub fn prefetch(&self, ev: &Event, keys: &[u64], ids: &[u32]) {
         if let Some(d) = ev.dedup {
             self.dedup.prefetch(d);
         }
         for &kh in keys {
             self.table.prefetch(ev.user, kh);
+        }
+        let lanes = std::mem::offset_of!(KeyEntry, inline);
+        let nspecs = self.windows.specs.len().min(INLINE_SPECS);
+        for &id in ids {
+            let entry = self.keys.as_ptr().wrapping_add(id as usize).cast::<u8>();
+            for s in 0..nspecs {
+                crate::entries::prefetch(
+                    entry.wrapping_add(lanes + s * std::mem::size_of::<Lane>()),
+                );
+            }
         }
     }
 
@@ -499,7 +519,16 @@ fn cell(cells: &mut Vec<Cell>, idx: i64) -> &mut Cell {
     let pos = match cells.last() {
         Some(c) if c.idx < idx => cells.len(),
         Some(c) if c.idx == idx => cells.len() - 1,
-        _ => cells.partition_point(|c| c.idx < idx),
+        Some(c) => {
+            // A busy key has a cell for every open window, so cells are usually dense: guess the
+            // position from the distance to the newest cell before falling back to a search.
+            let back = c.idx.abs_diff(idx);
+            match (cells.len() as u64 - 1).checked_sub(back) {
+                Some(g) if cells[g as usize].idx == idx => g as usize,
+                _ => cells.partition_point(|c| c.idx < idx),
+            }
+        }
+        None => 0,
     };
     if pos == cells.len() || cells[pos].idx != idx {
         cells.insert(
