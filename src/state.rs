@@ -246,9 +246,20 @@ impl PartitionState {
     /// `line` its original bytes (only read the first time a key shows up in this partition).
     #[inline]
     pub fn apply(&mut self, ev: &Event, keys: &[u64], wm: Millis, line: &[u8]) -> Outcome {
-        let mut ids = Vec::with_capacity(keys.len());
-        self.resolve(keys, line, &mut ids);
-        self.apply_resolved(ev, keys, &ids, wm)
+        let mut ids = [0u32; crate::parse::MAX_FIELDS];
+        let n = keys.len().min(ids.len());
+        for (id, &kh) in ids.iter_mut().zip(&keys[..n]) {
+            *id = self.key_id(kh, line);
+        }
+        self.apply_resolved(ev, &keys[..n], &ids[..n], wm)
+    }
+
+    #[inline]
+    fn key_id(&mut self, kh: u64, line: &[u8]) -> u32 {
+        match self.key_ids.get(&kh) {
+            Some(&k) => k,
+            None => self.learn_keys(kh, line),
+        }
     }
 
     /// Appends the key ids of fan-out key hashes `keys` to `ids`, registering new keys from `line`
@@ -257,10 +268,8 @@ impl PartitionState {
     #[inline]
     pub fn resolve(&mut self, keys: &[u64], line: &[u8], ids: &mut Vec<u32>) {
         for &kh in keys {
-            ids.push(match self.key_ids.get(&kh) {
-                Some(&k) => k,
-                None => self.learn_keys(kh, line),
-            });
+            let id = self.key_id(kh, line);
+            ids.push(id);
         }
     }
 
@@ -350,6 +359,11 @@ impl PartitionState {
     fn count(&mut self, ids: &[u32], hashes: &[u64], user: u64, t: Millis) {
         let keys = &self.keys;
         self.table.reserve(ids.len(), |id| keys[id as usize].hash);
+        // The event's pane in each group (a division each: once per event, not per key).
+        let mut panes = [0i64; 8];
+        for (p, group) in panes.iter_mut().zip(&self.groups) {
+            *p = t.div_euclid(group.width);
+        }
         for (&key, &kh) in ids.iter().zip(hashes) {
             let found = self.table.find_or_insert(user, kh, key);
             if found.fresh {
@@ -359,7 +373,10 @@ impl PartitionState {
             let mut spilled = was_spilled;
             let entry = &mut self.keys[key as usize];
             for (g, group) in self.groups.iter().enumerate() {
-                let p = t.div_euclid(group.width);
+                let p = match panes.get(g) {
+                    Some(&p) => p,
+                    None => t.div_euclid(group.width),
+                };
                 let neighbours = insert_pane(
                     &mut sets[g],
                     &mut spilled,
