@@ -982,6 +982,7 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
             let mut builder = RowsBuilder::default();
             // Arrow columns are built here, off the main thread, from the shared key strings.
             let encode = |b: &mut RowsBuilder, rows: &[OutRow]| {
+                *b = RowsBuilder::with_capacity(rows.len());
                 for r in rows {
                     let spec = &specs[r.spec as usize];
                     let dim = r.key.dimension.map(|d| dims[d as usize].as_str());

@@ -63,6 +63,24 @@ impl Default for RowsBuilder {
 }
 
 impl RowsBuilder {
+    /// A builder with room for `rows` rows (a finished builder starts over from zero capacity, and
+    /// growing column buffers row by row copies them again and again).
+    pub fn with_capacity(rows: usize) -> RowsBuilder {
+        // Typical strings: event types, dimension names and values, window names of ~4-16 bytes.
+        let strings = || StringBuilder::with_capacity(rows, rows * 16);
+        RowsBuilder {
+            event_type: strings(),
+            dimension: strings(),
+            value: strings(),
+            window: strings(),
+            start: TimestampMillisecondBuilder::with_capacity(rows),
+            end: TimestampMillisecondBuilder::with_capacity(rows),
+            unique: UInt64Builder::with_capacity(rows),
+            events: UInt64Builder::with_capacity(rows),
+            rows: 0,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
