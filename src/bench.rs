@@ -101,11 +101,41 @@ pub fn count_all(w: &Workload, events: &[(Event, usize, usize)], keys: &[u64]) -
     let mut wm = Watermark::new(&cfg.watermark);
     let mut fired = Vec::new();
     let line = b"{}";
-    for (i, (e, at, n)) in events.iter().enumerate() {
-        state.apply(e, &keys[*at..*at + *n], wm.current(), line);
-        if wm.observe(e.time) || i + 1 == events.len() {
-            state.fire(Some(wm.current()), &mut fired);
+    let mut ids = Vec::new();
+    let ahead = crate::state::PREFETCH_AHEAD;
+    // As the engine does: between firings (here: watermark changes), resolve the key ids, then
+    // apply the events in order while prefetching the state of the events `ahead` positions on.
+    let mut start = 0;
+    while start < events.len() {
+        let mut end = start;
+        let mut wms = Vec::new();
+        while end < events.len() {
+            wms.push(wm.current());
+            end += 1;
+            if wm.observe(events[end - 1].0.time) {
+                break;
+            }
         }
+        let chunk = &events[start..end];
+        ids.clear();
+        let mut at_ids = Vec::with_capacity(chunk.len());
+        for (_, at, n) in chunk {
+            at_ids.push(ids.len());
+            state.resolve(&keys[*at..*at + *n], line, &mut ids);
+        }
+        let hashes = |j: usize| &keys[chunk[j].1..chunk[j].1 + chunk[j].2];
+        let ids_of = |j: usize| &ids[at_ids[j]..at_ids[j] + chunk[j].2];
+        for (j, (e, _, _)) in chunk.iter().enumerate().take(ahead) {
+            state.prefetch(e, hashes(j), ids_of(j));
+        }
+        for j in 0..chunk.len() {
+            if j + ahead < chunk.len() {
+                state.prefetch(&chunk[j + ahead].0, hashes(j + ahead), ids_of(j + ahead));
+            }
+            state.apply_resolved(&chunk[j].0, hashes(j), ids_of(j), wms[j]);
+        }
+        state.fire(Some(wm.current()), &mut fired);
+        start = end;
     }
     state.fire(None, &mut fired);
     fired

@@ -225,9 +225,7 @@ impl Partition {
         self.late.clear();
         self.fired.clear();
         let mut pi = 0;
-        // How many events ahead the state they will touch is prefetched: enough to overlap several
-        // cache misses, few enough that the lines are still in L1/L2 when the event is applied.
-        const AHEAD: usize = 8;
+        const AHEAD: usize = crate::state::PREFETCH_AHEAD;
         for pc in pieces {
             let bucket = &pc.buckets[index];
             let keys_of = |r: &Routed| r.keys_at as usize..(r.keys_at + r.nkeys) as usize;

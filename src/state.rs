@@ -25,6 +25,11 @@ use crate::parse::{Event, KeyStrings, Parser};
 use crate::timefmt::Millis;
 use crate::window::Windows;
 
+/// How many events ahead of the one being applied the state they will touch is prefetched:
+/// enough to overlap several cache misses, few enough that the lines are still in L1/L2 when the
+/// event is applied (4 to 16 measured the same on this workload).
+pub const PREFETCH_AHEAD: usize = 8;
+
 /// What became of an accepted event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
