@@ -79,11 +79,17 @@ impl Default for Lane {
 
 impl Lane {
     /// Finds or inserts the cell for window index `idx`.
-    #[inline]
+    #[inline(always)]
     fn cell(&mut self, idx: i64) -> &mut Cell {
         if self.tail.idx == idx {
             return &mut self.tail;
         }
+        self.cell_slow(idx)
+    }
+
+    /// [`cell`](Self::cell) when `idx` is not the inline cell's.
+    #[inline(never)]
+    fn cell_slow(&mut self, idx: i64) -> &mut Cell {
         let newest = if self.tail.idx != NO_TAIL {
             Some(self.tail.idx)
         } else {
@@ -396,7 +402,8 @@ impl PartitionState {
                     if lane.is_empty() {
                         self.pending[s].push(key);
                     }
-                    lane.cell(p).events += 1;
+                    let here = lane.cell(p);
+                    here.events += 1;
                     if let Some((pred, succ)) = neighbours {
                         let lo = match pred {
                             Some(a) => (p - n + 1).max(a + 1),
@@ -406,9 +413,20 @@ impl PartitionState {
                             Some(b) => p.min(b - n),
                             None => p,
                         };
+                        // In order, the range ends at `p` itself (and for tumbling windows starts
+                        // there too): those bumps land in the cell just updated.
                         if lo <= hi {
-                            lane.cell(lo).add += 1;
-                            lane.cell(hi).sub += 1;
+                            if hi == p {
+                                here.sub += 1;
+                                if lo == p {
+                                    here.add += 1;
+                                } else {
+                                    lane.cell(lo).add += 1;
+                                }
+                            } else {
+                                lane.cell(lo).add += 1;
+                                lane.cell(hi).sub += 1;
+                            }
                         }
                     }
                 }
