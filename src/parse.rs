@@ -97,6 +97,11 @@ pub struct Event {
     pub time: Millis,
     /// Hash of (user, event id); `None` when the event has no id.
     pub dedup: Option<u64>,
+    /// Bit `i` set: fan-out key `i` is a dimension of the user field itself (e.g. the email
+    /// domain of the user's email), so its value is a function of the user, and the panes a user
+    /// was seen in are the same for it as for key 0 (the event type's total). Counting reuses
+    /// key 0's per-user state for it instead of keeping (and looking up) a copy.
+    pub same_as_total: u64,
 }
 
 /// The strings behind one fan-out key.
@@ -243,10 +248,14 @@ impl Parser {
     pub fn parse(&mut self, line: &[u8], keys: &mut Vec<u64>) -> Result<Event, Reject> {
         let mark = keys.len();
         let r = self.with_fields(line, |p, f| {
-            let (event, et) = p.head(f)?;
+            let (mut event, et) = p.head(f)?;
             keys.push(key_hash(et, TOTAL, 0));
             for (i, d) in p.dims.iter().enumerate() {
                 if let Some(v) = dim_value(d, f[d.slot], &mut p.lower)? {
+                    let at = keys.len() - mark;
+                    if d.slot == p.user && at < 64 {
+                        event.same_as_total |= 1 << at;
+                    }
                     let vh = match v {
                         DimValue::Str(s) => xxh3_64(s.as_bytes()),
                         DimValue::Lower => xxh3_64(&p.lower),
@@ -458,6 +467,7 @@ impl Parser {
                 user: user_hash,
                 time,
                 dedup,
+                same_as_total: 0,
             },
             xxh3_64(et.as_bytes()),
         ))

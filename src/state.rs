@@ -297,7 +297,7 @@ impl PartitionState {
         if late {
             return Outcome::Late;
         }
-        self.count(ids, keys, ev.user, ev.time);
+        self.count(ids, keys, ev.user, ev.time, ev.same_as_total);
         Outcome::Counted
     }
 
@@ -308,8 +308,10 @@ impl PartitionState {
         if let Some(d) = ev.dedup {
             self.dedup.prefetch(d);
         }
-        for &kh in keys {
-            self.table.prefetch(ev.user, kh);
+        for (i, &kh) in keys.iter().enumerate() {
+            if !shares_total(ev.same_as_total, i) {
+                self.table.prefetch(ev.user, kh);
+            }
         }
         let lanes = std::mem::offset_of!(KeyEntry, inline);
         let nspecs = self.windows.specs.len().min(INLINE_SPECS);
@@ -367,15 +369,34 @@ impl PartitionState {
     }
 
     #[inline]
-    fn count(&mut self, ids: &[u32], hashes: &[u64], user: u64, t: Millis) {
+    fn count(&mut self, ids: &[u32], hashes: &[u64], user: u64, t: Millis, same_as_total: u64) {
         let keys = &self.keys;
         self.table.reserve(ids.len(), |id| keys[id as usize].hash);
         // The event's pane in each group (a division each: once per event, not per key).
-        let mut panes = [0i64; 8];
+        const GROUPS: usize = 8;
+        let mut panes = [0i64; GROUPS];
         for (p, group) in panes.iter_mut().zip(&self.groups) {
             *p = t.div_euclid(group.width);
         }
-        for (&key, &kh) in ids.iter().zip(hashes) {
+        // Key 0's pane-set outcome per group, for the keys that share its per-user state.
+        let mut total = [None; GROUPS];
+        let share = self.groups.len() <= GROUPS;
+        for (i, (&key, &kh)) in ids.iter().zip(hashes).enumerate() {
+            if share && shares_total(same_as_total, i) {
+                let entry = &mut self.keys[key as usize];
+                for (g, group) in self.groups.iter().enumerate() {
+                    bump(
+                        entry,
+                        &self.windows,
+                        &group.specs,
+                        &mut self.pending,
+                        key,
+                        panes[g],
+                        total[g],
+                    );
+                }
+                continue;
+            }
             let found = self.table.find_or_insert(user, kh, key);
             if found.fresh {
                 self.keys[key as usize].refs += 1;
@@ -396,40 +417,18 @@ impl PartitionState {
                     p,
                     group.dead_below,
                 );
-                for &s in &group.specs {
-                    let n = self.windows.specs[s].panes();
-                    let lane = entry.lane_mut(s);
-                    if lane.is_empty() {
-                        self.pending[s].push(key);
-                    }
-                    let here = lane.cell(p);
-                    here.events += 1;
-                    if let Some((pred, succ)) = neighbours {
-                        let lo = match pred {
-                            Some(a) => (p - n + 1).max(a + 1),
-                            None => p - n + 1,
-                        };
-                        let hi = match succ {
-                            Some(b) => p.min(b - n),
-                            None => p,
-                        };
-                        // In order, the range ends at `p` itself (and for tumbling windows starts
-                        // there too): those bumps land in the cell just updated.
-                        if lo <= hi {
-                            if hi == p {
-                                here.sub += 1;
-                                if lo == p {
-                                    here.add += 1;
-                                } else {
-                                    lane.cell(lo).add += 1;
-                                }
-                            } else {
-                                lane.cell(lo).add += 1;
-                                lane.cell(hi).sub += 1;
-                            }
-                        }
-                    }
+                if i == 0 && g < GROUPS {
+                    total[g] = neighbours;
                 }
+                bump(
+                    entry,
+                    &self.windows,
+                    &group.specs,
+                    &mut self.pending,
+                    key,
+                    p,
+                    neighbours,
+                );
             }
             if spilled && !was_spilled {
                 self.table.mark_spilled(found.slot);
@@ -550,6 +549,61 @@ impl PartitionState {
 
     pub fn dimension_name(&self, i: u16) -> &str {
         self.parser.dimension_name(i)
+    }
+}
+
+/// Whether fan-out key `i` of an event shares key 0's per-user pane sets (see
+/// [`Event::same_as_total`]).
+#[inline]
+fn shares_total(same_as_total: u64, i: usize) -> bool {
+    i > 0 && i < 64 && (same_as_total >> i) & 1 == 1
+}
+
+/// Records one event of a key in pane `p` for the specs of one pane group: the event count, and,
+/// when the pane was new for the (user, key), the range of windows that gained a unique user.
+#[inline]
+fn bump(
+    entry: &mut KeyEntry,
+    windows: &Windows,
+    specs: &[usize],
+    pending: &mut [Vec<u32>],
+    key: u32,
+    p: i64,
+    neighbours: Option<(Option<i64>, Option<i64>)>,
+) {
+    for &s in specs {
+        let n = windows.specs[s].panes();
+        let lane = entry.lane_mut(s);
+        if lane.is_empty() {
+            pending[s].push(key);
+        }
+        let here = lane.cell(p);
+        here.events += 1;
+        if let Some((pred, succ)) = neighbours {
+            let lo = match pred {
+                Some(a) => (p - n + 1).max(a + 1),
+                None => p - n + 1,
+            };
+            let hi = match succ {
+                Some(b) => p.min(b - n),
+                None => p,
+            };
+            // In order, the range ends at `p` itself (and for tumbling windows starts there too):
+            // those bumps land in the cell just updated.
+            if lo <= hi {
+                if hi == p {
+                    here.sub += 1;
+                    if lo == p {
+                        here.add += 1;
+                    } else {
+                        lane.cell(lo).add += 1;
+                    }
+                } else {
+                    lane.cell(lo).add += 1;
+                    lane.cell(hi).sub += 1;
+                }
+            }
+        }
     }
 }
 
