@@ -197,8 +197,56 @@ pub struct Fired {
 struct Group {
     width: Millis,
     specs: Vec<usize>,
-    /// Panes below this belong only to fired windows (the smallest horizon of `specs`).
+    /// Per spec of `specs`: its slide in panes of this group. 1, except for a tumbling window
+    /// that joined the group of a finer sliding window (a day of hours: 24).
+    per: Vec<i64>,
+    /// Panes below this belong only to fired windows (the smallest horizon of `specs`, in panes).
     dead_below: i64,
+}
+
+/// A tumbling window whose slide is a multiple of at most this many panes of a sliding window's
+/// group shares that group's pane sets: the panes of a whole window (plus lateness) still fit in
+/// the 64-pane mask, so nothing spills to the overflow set in the steady state.
+const MAX_PANES_PER_SLIDE: i64 = 32;
+
+/// Pane groups: one per distinct slide of the sliding windows, which tumbling windows of the same
+/// slide, or of a slide that is a small multiple of it, join; other tumbling windows get their own.
+/// One pane set per (user, key, group) then serves every window of the group (e.g. `hourly`,
+/// `daily` and `last-24h` share one set of hourly panes).
+fn pane_groups(windows: &Windows) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let specs = &windows.specs;
+    let sliding = (0..specs.len()).filter(|&i| specs[i].size != specs[i].slide);
+    let tumbling = (0..specs.len()).filter(|&i| specs[i].size == specs[i].slide);
+    for i in sliding.chain(tumbling) {
+        let slide = specs[i].slide;
+        let tumbles = specs[i].size == slide;
+        let fits = |g: &Group| {
+            g.width == slide
+                // A tumbling window may also join a group of sliding windows with finer panes.
+                || (tumbles
+                    && slide % g.width == 0
+                    && slide / g.width <= MAX_PANES_PER_SLIDE
+                    && g.specs.iter().any(|&s| specs[s].size != specs[s].slide))
+        };
+        match groups
+            .iter_mut()
+            .filter(|g| fits(g))
+            .max_by_key(|g| g.width)
+        {
+            Some(g) => {
+                g.per.push(slide / g.width);
+                g.specs.push(i);
+            }
+            None => groups.push(Group {
+                width: slide,
+                specs: vec![i],
+                per: vec![1],
+                dead_below: i64::MIN,
+            }),
+        }
+    }
+    groups
 }
 
 pub struct PartitionState {
@@ -225,17 +273,7 @@ pub struct PartitionState {
 
 impl PartitionState {
     pub fn new(windows: &Windows, ttl: Millis, parser: Parser) -> PartitionState {
-        let mut groups: Vec<Group> = Vec::new();
-        for (i, s) in windows.specs.iter().enumerate() {
-            match groups.iter_mut().find(|g| g.width == s.slide) {
-                Some(g) => g.specs.push(i),
-                None => groups.push(Group {
-                    width: s.slide,
-                    specs: vec![i],
-                    dead_below: i64::MIN,
-                }),
-            }
-        }
+        let groups = pane_groups(windows);
         let ngroups = groups.len();
         PartitionState {
             windows: windows.clone(),
@@ -331,7 +369,8 @@ impl PartitionState {
             g.dead_below = g
                 .specs
                 .iter()
-                .map(|&s| self.horizon[s])
+                .zip(&g.per)
+                .map(|(&s, &k)| self.horizon[s].saturating_mul(k))
                 .min()
                 .unwrap_or(i64::MIN);
         }
@@ -388,7 +427,7 @@ impl PartitionState {
                     bump(
                         entry,
                         &self.windows,
-                        &group.specs,
+                        group,
                         &mut self.pending,
                         key,
                         panes[g],
@@ -423,7 +462,7 @@ impl PartitionState {
                 bump(
                     entry,
                     &self.windows,
-                    &group.specs,
+                    group,
                     &mut self.pending,
                     key,
                     p,
@@ -565,18 +604,34 @@ fn shares_total(same_as_total: u64, i: usize) -> bool {
 fn bump(
     entry: &mut KeyEntry,
     windows: &Windows,
-    specs: &[usize],
+    group: &Group,
     pending: &mut [Vec<u32>],
     key: u32,
     p: i64,
     neighbours: Option<(Option<i64>, Option<i64>)>,
 ) {
-    for &s in specs {
-        let n = windows.specs[s].panes();
+    for (&s, &k) in group.specs.iter().zip(&group.per) {
         let lane = entry.lane_mut(s);
         if lane.is_empty() {
             pending[s].push(key);
         }
+        if k != 1 {
+            // A tumbling window of `k` panes: the user is new to window `j` unless the nearest
+            // seen panes before or after `p` lie in it too (panes forgotten as dead lie in fired
+            // windows, never in `j`: the event would be late).
+            let j = p.div_euclid(k);
+            let here = lane.cell(j);
+            here.events += 1;
+            if let Some((pred, succ)) = neighbours
+                && pred.is_none_or(|a| a.div_euclid(k) != j)
+                && succ.is_none_or(|b| b.div_euclid(k) != j)
+            {
+                here.add += 1;
+                here.sub += 1;
+            }
+            continue;
+        }
+        let n = windows.specs[s].panes();
         let here = lane.cell(p);
         here.events += 1;
         if let Some((pred, succ)) = neighbours {
@@ -1147,6 +1202,79 @@ mod tests {
         let m = engine(&ev, 3, 0);
         assert_eq!(m[&0], (2, 3)); // window 0 = panes 0..2
         assert_eq!(m[&2], (1, 1)); // panes 2..4: only user 1
+    }
+
+    /// A state for windows `s` (3h sliding by 1h) and `d` (1d tumbling), which share one group
+    /// of hourly panes, with no allowed lateness; and an `apply` for `{"u":…,"t":hour,"e":"x"}`.
+    fn merged_group_state() -> (
+        PartitionState,
+        impl FnMut(&mut PartitionState, &str, i64, i64),
+    ) {
+        let cfg = crate::config::Config::parse(
+            std::path::Path::new("t.toml"),
+            "[fields]\nuser = \"u\"\ntime = \"t\"\nevent_type = \"e\"\n[watermark]\nallowed_lateness = \"0s\"\n[[windows]]\nname = \"s\"\nsize = \"3h\"\nslide = \"1h\"\n[[windows]]\nname = \"d\"\nsize = \"1d\"\n",
+        )
+        .unwrap();
+        let state = PartitionState::new(&cfg.windows, cfg.ttl, Parser::new(&cfg));
+        assert_eq!(
+            state.groups.len(),
+            1,
+            "the daily window joins the hourly panes"
+        );
+        assert_eq!(state.groups[0].per, vec![1, 24]);
+        let mut parser = Parser::new(&cfg);
+        let apply = move |state: &mut PartitionState, user: &str, hour: i64, wm: i64| {
+            let line = format!(r#"{{"u":"{user}","t":{},"e":"x"}}"#, hour * HOUR);
+            let mut keys = Vec::new();
+            let ev = parser.parse(line.as_bytes(), &mut keys).unwrap();
+            assert_eq!(
+                state.apply(&ev, &keys, wm, line.as_bytes()),
+                Outcome::Counted
+            );
+        };
+        (state, apply)
+    }
+
+    const HOUR: i64 = 3_600_000;
+
+    /// Unique users of the daily window `day` in `fired`.
+    fn daily_unique(fired: &[Fired], day: i64) -> u64 {
+        fired
+            .iter()
+            .filter(|f| f.spec == 1 && f.window == day)
+            .map(|f| f.unique)
+            .sum()
+    }
+
+    #[test]
+    fn pruning_keeps_panes_an_open_tumbling_window_of_the_group_needs() {
+        let day0 = 19_723 * 24; // 2024-01-01, in hours
+        let (mut state, mut apply) = merged_group_state();
+        let mut fired = Vec::new();
+        apply(&mut state, "a", day0 + 1, i64::MIN);
+        // The sliding windows holding 01:00 fire; the day does not.
+        let wm = (day0 + 6) * HOUR;
+        state.fire(Some(wm), &mut fired);
+        state.prune_seen();
+        apply(&mut state, "a", day0 + 10, wm);
+        state.fire(None, &mut fired);
+        assert_eq!(daily_unique(&fired, day0 / 24), 1, "{fired:?}");
+    }
+
+    #[test]
+    fn panes_far_behind_the_newest_spill_while_an_open_tumbling_window_needs_them() {
+        let day0 = 19_723 * 24;
+        let (mut state, mut apply) = merged_group_state();
+        let mut fired = Vec::new();
+        apply(&mut state, "a", day0, i64::MIN);
+        let wm = (day0 + 6) * HOUR;
+        state.fire(Some(wm), &mut fired);
+        // 70 panes ahead: pane 0 leaves the 64-pane mask, but day 0 is still open.
+        apply(&mut state, "a", day0 + 70, wm);
+        apply(&mut state, "a", day0 + 12, wm);
+        state.fire(None, &mut fired);
+        assert_eq!(daily_unique(&fired, day0 / 24), 1, "{fired:?}");
+        assert_eq!(daily_unique(&fired, day0 / 24 + 2), 1, "{fired:?}");
     }
 
     #[test]
