@@ -178,6 +178,8 @@ pub struct Parser {
     dims: Vec<DimSlot>,
     scratch: Vec<u8>,
     lower: Vec<u8>,
+    /// Finds `\u` escapes (built once: building a searcher per line showed in profiles).
+    escape_u: memchr::memmem::Finder<'static>,
     buffers: simd_json::Buffers,
     tape: Option<Tape<'static>>,
 }
@@ -232,6 +234,7 @@ impl Parser {
             max_line_bytes: config.limits.max_line_bytes,
             dims,
             scratch: Vec::new(),
+            escape_u: memchr::memmem::Finder::new(b"\\u"),
             lower: Vec::new(),
             buffers: simd_json::Buffers::new(4096),
             tape: Some(Tape::null().reset()),
@@ -359,7 +362,7 @@ impl Parser {
                 }
             }
             Ok(())
-                if memchr::memmem::find(line, b"\\u").is_some()
+                if self.escape_u.find(line).is_some()
                     && lone_surrogate(line).is_some() =>
             {
                 let at = lone_surrogate(line).unwrap_or(0);

@@ -494,6 +494,7 @@ impl PartitionState {
             let keys = &mut self.keys;
             self.pending[s].retain(|&key| {
                 let lane = keys[key as usize].lane_mut(s);
+                let tail = lane.tail.idx;
                 lane.flush();
                 emit(
                     &mut lane.cells,
@@ -505,6 +506,15 @@ impl PartitionState {
                     s as u16,
                     out,
                 );
+                // The newest cell goes back inline if it is still open: the next in-order event
+                // of this key then touches no heap memory.
+                if tail != NO_TAIL
+                    && let Some(&last) = lane.cells.last()
+                    && last.idx == tail
+                {
+                    lane.cells.pop();
+                    lane.tail = last;
+                }
                 !lane.is_empty()
             });
         }
