@@ -325,8 +325,9 @@ struct Checkpoints {
 }
 
 impl Engine<'_> {
-    /// Runs one batch: `buf` holds whole lines of file `pos.file` starting at `pos`.
-    fn batch(&mut self, buf: &[u8], pos: Position) -> Result<()> {
+    /// Runs one batch: `buf` holds whole lines of file `pos.file` starting at `pos`. Returns the
+    /// number of physical lines it held (as the parse pieces counted them).
+    fn batch(&mut self, buf: &[u8], pos: Position) -> Result<u64> {
         let nparts = self.parts.len();
         // Split into pieces at line boundaries.
         let n = self.pieces.len();
@@ -418,7 +419,7 @@ impl Engine<'_> {
         ] {
             *self.summary.stage_s.entry(stage.to_string()).or_default() += d.as_secs_f64();
         }
-        Ok(())
+        Ok(line - pos.line)
     }
 
     /// Merges the partitions' fired counts, sorts them and hands them to the sink.
@@ -1182,9 +1183,7 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
                             None if last && !rest.is_empty() => rest.len(),
                             None => break,
                         };
-                        let whole = &buf[at..at + end];
-                        let lines = memchr::memchr_iter(b'\n', whole).count() as u64;
-                        engine.batch(whole, pos)?;
+                        let lines = engine.batch(&buf[at..at + end], pos)?;
                         at += end;
                         pos.offset += end as u64;
                         pos.line += lines;
