@@ -16,12 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
+use hashbrown::HashMap;
 use rayon::prelude::*;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::input::{self, Block, InputFile, SourceMsg};
-use crate::parse::{Event, Parser, Reject};
+use crate::parse::{Event, KeyStrings, Parser, Reject};
 use crate::sink::{PartWriter, RowsBuilder, SideWriter};
 use crate::state::{Fired, Outcome, PartitionState, partition_of};
 use crate::summary::Summary;
@@ -279,14 +280,18 @@ pub struct Position {
 struct OutRow {
     spec: u16,
     window: i64,
-    key: Arc<crate::parse::KeyStrings>,
+    /// Index into the message's key strings.
+    key: u32,
     unique: u64,
     events: u64,
 }
 
 /// Messages to the Parquet writer thread.
 enum SinkMsg {
-    Rows(Vec<OutRow>),
+    /// A batch's rows, and the strings of the keys they refer to: one shared reference per key
+    /// and batch rather than per row (the reference counts would bounce between the two threads'
+    /// caches on every row).
+    Rows(Vec<OutRow>, Vec<Arc<crate::parse::KeyStrings>>),
     /// Commit the open part file and report (next part index, part files committed so far).
     Flush(mpsc::SyncSender<Result<(usize, u64)>>),
 }
@@ -439,6 +444,8 @@ impl Engine<'_> {
         rows.sort_unstable_by_key(|r| (r.0, r.1, r.2));
         let mut per_window = vec![0u64; self.config.windows.specs.len()];
         let mut out = Vec::with_capacity(rows.len());
+        let mut index: HashMap<u64, u32> = HashMap::new();
+        let mut strings = Vec::new();
         let mut i = 0;
         while i < rows.len() {
             // Partitions hold disjoint users, so counts of the same (window, key) add up.
@@ -449,7 +456,12 @@ impl Engine<'_> {
                 events += rows[i].6;
                 i += 1;
             }
-            let key = Arc::clone(&self.parts[pi as usize].state.keys[key as usize].strings);
+            let key = *index.entry(hash).or_insert_with(|| {
+                strings.push(Arc::clone(
+                    &self.parts[pi as usize].state.keys[key as usize].strings,
+                ));
+                (strings.len() - 1) as u32
+            });
             out.push(OutRow {
                 spec,
                 window,
@@ -471,7 +483,7 @@ impl Engine<'_> {
         }
         if let Some(tx) = &self.sink {
             crate::failpoint::hit("rows");
-            if tx.send(SinkMsg::Rows(out)).is_err() {
+            if tx.send(SinkMsg::Rows(out, strings)).is_err() {
                 return Err(Error::Output {
                     path: self.out.clone(),
                     source: std::io::Error::other("the Parquet writer stopped"),
@@ -980,15 +992,16 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
             let mut w = PartWriter::new(&out_dir, first_part);
             let mut builder = RowsBuilder::default();
             // Arrow columns are built here, off the main thread, from the shared key strings.
-            let encode = |b: &mut RowsBuilder, rows: &[OutRow]| {
+            let encode = |b: &mut RowsBuilder, rows: &[OutRow], keys: &[Arc<KeyStrings>]| {
                 *b = RowsBuilder::with_capacity(rows.len());
                 for r in rows {
                     let spec = &specs[r.spec as usize];
-                    let dim = r.key.dimension.map(|d| dims[d as usize].as_str());
+                    let key = &keys[r.key as usize];
+                    let dim = key.dimension.map(|d| dims[d as usize].as_str());
                     b.push(
-                        &r.key.event_type,
+                        &key.event_type,
                         dim,
-                        r.key.value.as_deref(),
+                        key.value.as_deref(),
                         &spec.name,
                         spec.start(r.window),
                         spec.end(r.window),
@@ -1001,9 +1014,9 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
             let mut failed: Option<Error> = None;
             for msg in sink_rx {
                 match msg {
-                    SinkMsg::Rows(rows) => {
+                    SinkMsg::Rows(rows, keys) => {
                         if failed.is_none() {
-                            failed = encode(&mut builder, &rows)
+                            failed = encode(&mut builder, &rows, &keys)
                                 .and_then(|batch| w.write(&batch))
                                 .err();
                         }
