@@ -188,6 +188,8 @@ type SpillKey = (u64, u32, u8);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fired {
     pub key: u32,
+    /// The key's hash (filled in by `fire`), so merging needs no look-up in the key table.
+    pub hash: u64,
     pub spec: u16,
     pub window: i64,
     pub unique: u64,
@@ -493,9 +495,12 @@ impl PartitionState {
             let n = spec.panes();
             let keys = &mut self.keys;
             self.pending[s].retain(|&key| {
-                let lane = keys[key as usize].lane_mut(s);
+                let entry = &mut keys[key as usize];
+                let hash = entry.hash;
+                let lane = entry.lane_mut(s);
                 let tail = lane.tail.idx;
                 lane.flush();
+                let from = out.len();
                 emit(
                     &mut lane.cells,
                     &mut lane.carry,
@@ -506,6 +511,9 @@ impl PartitionState {
                     s as u16,
                     out,
                 );
+                for f in &mut out[from..] {
+                    f.hash = hash;
+                }
                 // The newest cell goes back inline if it is still open: the next in-order event
                 // of this key then touches no heap memory.
                 if tail != NO_TAIL
@@ -848,6 +856,7 @@ fn emit(
             }
             out.push(Fired {
                 key,
+                hash: 0,
                 spec,
                 window: k,
                 unique: unique.max(0) as u64,
