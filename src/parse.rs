@@ -361,10 +361,7 @@ impl Parser {
                     Err(Reject::InvalidJson(json_error_text(&e)))
                 }
             }
-            Ok(())
-                if self.escape_u.find(line).is_some()
-                    && lone_surrogate(line).is_some() =>
-            {
+            Ok(()) if self.escape_u.find(line).is_some() && lone_surrogate(line).is_some() => {
                 let at = lone_surrogate(line).unwrap_or(0);
                 Err(Reject::InvalidJson(format!(
                     "lone UTF-16 surrogate escape at byte {at} (it has no UTF-8 form)"

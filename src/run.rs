@@ -433,11 +433,11 @@ impl Engine<'_> {
         // cheap; within a window, rows are ordered by key hash: stable across runs and thread counts.
         let mut rows: Vec<(u16, i64, u64, u32, u32, u64, u64)> = Vec::new();
         for (pi, p) in self.parts.iter().enumerate() {
-            rows.extend(
-                p.fired
-                    .iter()
-                    .map(|f| (f.spec, f.window, f.hash, pi as u32, f.key, f.unique, f.events)),
-            );
+            rows.extend(p.fired.iter().map(|f| {
+                (
+                    f.spec, f.window, f.hash, pi as u32, f.key, f.unique, f.events,
+                )
+            }));
         }
         if rows.is_empty() {
             return Ok(());

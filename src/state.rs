@@ -39,13 +39,17 @@ pub enum Outcome {
 }
 
 /// Per key, per spec, per window index: events in the pane starting there, and the unique-count
-/// range bumps starting (`add`) and ending (`sub`) there.
+/// range bumps starting (`add`) and ending (`sub`) there. `add_back` counts ranges that start
+/// `n − 1` windows *before* this cell (a user new to every window holding this pane, the common
+/// case for a sliding window): kept here, in the cell the event updates anyway, instead of in a
+/// cell far back that would cost a search and a cache miss.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cell {
     pub idx: i64,
     pub events: u64,
     pub add: u32,
     pub sub: u32,
+    pub add_back: u32,
 }
 
 /// One key's counters for one window spec.
@@ -668,6 +672,8 @@ fn bump(
                     here.sub += 1;
                     if lo == p {
                         here.add += 1;
+                    } else if lo == p - n + 1 {
+                        here.add_back += 1;
                     } else {
                         lane.cell(lo).add += 1;
                     }
@@ -823,8 +829,9 @@ fn emit(
     if cells.first().is_none_or(|c| c.idx - (n - 1) >= h) {
         return;
     }
-    let mut run = *carry; // Σ (add − sub) of cells with idx < k
-    let mut ri = 0; // next cell not yet folded into `run`
+    let mut run = *carry; // Σ of the bumps at windows < k
+    let mut ri = 0; // next cell whose add/sub (at its idx) is not yet folded into `run`
+    let mut rb = 0; // next cell whose add_back (at idx − n + 1) is not yet folded into `run`
     let (mut a, mut b, mut sum) = (0usize, 0usize, 0u64); // cells with idx in [k, k+n−1], their events
     let mut next_k = fired;
     for j in 0..cells.len() {
@@ -840,9 +847,17 @@ fn emit(
                 run += cells[ri].add as i64 - cells[ri].sub as i64;
                 ri += 1;
             }
-            let unique = run
-                + if ri < cells.len() && cells[ri].idx == k {
+            while rb < cells.len() && cells[rb].idx - (n - 1) < k {
+                run += cells[rb].add_back as i64;
+                rb += 1;
+            }
+            let unique =
+                run + if ri < cells.len() && cells[ri].idx == k {
                     cells[ri].add as i64
+                } else {
+                    0
+                } + if rb < cells.len() && cells[rb].idx - (n - 1) == k {
+                    cells[rb].add_back as i64
                 } else {
                     0
                 };
@@ -871,7 +886,7 @@ fn emit(
     }
     let keep = cells.partition_point(|c| c.idx < h);
     for c in &cells[..keep] {
-        *carry += c.add as i64 - c.sub as i64;
+        *carry += c.add as i64 - c.sub as i64 + c.add_back as i64;
     }
     cells.drain(..keep);
 }
@@ -977,6 +992,7 @@ pub fn encode_partitions<'a>(
                     cell.events += c.events;
                     cell.add += c.add;
                     cell.sub += c.sub;
+                    cell.add_back += c.add_back;
                 }
             }
         }
@@ -995,6 +1011,7 @@ pub fn encode_partitions<'a>(
                 w.u64(c.events);
                 w.u32(c.add);
                 w.u32(c.sub);
+                w.u32(c.add_back);
             }
         }
     }
@@ -1069,7 +1086,7 @@ pub fn decode_partitions(
         let id = parts[0].ensure_key(hash, &strings);
         for s in 0..nspecs {
             let carry = r.i64()?;
-            let ncells = r.len(24)?;
+            let ncells = r.len(28)?;
             let mut cells = Vec::with_capacity(ncells);
             for _ in 0..ncells {
                 cells.push(Cell {
@@ -1077,6 +1094,7 @@ pub fn decode_partitions(
                     events: r.u64()?,
                     add: r.u32()?,
                     sub: r.u32()?,
+                    add_back: r.u32()?,
                 });
             }
             let lane = parts[0].keys[id as usize].lane_mut(s);
@@ -1182,7 +1200,12 @@ mod tests {
                 let lo = pred.map_or(p - n + 1, |a| (p - n + 1).max(a + 1));
                 let hi = succ.map_or(p, |b| p.min(b - n));
                 if lo <= hi {
-                    cell(&mut cells, lo).add += 1;
+                    // As `bump` does: a range from p − n + 1 to p is kept in p's cell.
+                    if hi == p && lo == p - n + 1 && lo != p {
+                        cell(&mut cells, p).add_back += 1;
+                    } else {
+                        cell(&mut cells, lo).add += 1;
+                    }
                     cell(&mut cells, hi).sub += 1;
                 }
             }
