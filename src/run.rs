@@ -265,7 +265,14 @@ impl Partition {
             }
         }
         self.state.fire(Some(wm_end), &mut self.fired);
+        sort_fired(&mut self.fired);
     }
+}
+
+/// Puts a partition's fired counts in output order (spec, window, key hash), so the main thread's
+/// merge of all partitions is a merge of sorted runs, not a sort.
+fn sort_fired(fired: &mut [Fired]) {
+    fired.sort_unstable_by_key(|f| (f.spec, f.window, f.hash));
 }
 
 /// Where the stream stands: the next batch starts at this file, decoded offset and line number.
@@ -442,7 +449,9 @@ impl Engine<'_> {
         if rows.is_empty() {
             return Ok(());
         }
-        rows.sort_unstable_by_key(|r| (r.0, r.1, r.2));
+        // Each partition's rows are already sorted (in parallel, by the workers): a stable sort
+        // only merges those runs.
+        rows.sort_by_key(|r| (r.0, r.1, r.2));
         let mut per_window = vec![0u64; self.config.windows.specs.len()];
         let mut out = Vec::with_capacity(rows.len());
         let mut index: HashMap<u64, u32> = HashMap::new();
@@ -1266,6 +1275,7 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
             parts.par_iter_mut().for_each(|p| {
                 p.fired.clear();
                 p.state.fire(None, &mut p.fired);
+                sort_fired(&mut p.fired);
             })
         });
         engine.emit_fired()
