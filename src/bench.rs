@@ -102,9 +102,8 @@ pub fn count_all(w: &Workload, events: &[(Event, usize, usize)], keys: &[u64]) -
     let mut fired = Vec::new();
     let line = b"{}";
     let mut ids = Vec::new();
-    let ahead = crate::state::PREFETCH_AHEAD;
     // As the engine does: between firings (here: watermark changes), resolve the key ids, then
-    // apply the events in order while prefetching the state of the events `ahead` positions on.
+    // apply the events in order (with prefetching).
     let mut start = 0;
     while start < events.len() {
         let mut end = start;
@@ -125,15 +124,12 @@ pub fn count_all(w: &Workload, events: &[(Event, usize, usize)], keys: &[u64]) -
         }
         let hashes = |j: usize| &keys[chunk[j].1..chunk[j].1 + chunk[j].2];
         let ids_of = |j: usize| &ids[at_ids[j]..at_ids[j] + chunk[j].2];
-        for (j, (e, _, _)) in chunk.iter().enumerate().take(ahead) {
-            state.prefetch(e, hashes(j), ids_of(j));
-        }
-        for j in 0..chunk.len() {
-            if j + ahead < chunk.len() {
-                state.prefetch(&chunk[j + ahead].0, hashes(j + ahead), ids_of(j + ahead));
-            }
-            state.apply_resolved(&chunk[j].0, hashes(j), ids_of(j), wms[j]);
-        }
+        state.apply_in_order(
+            chunk.len(),
+            |j| (&chunk[j].0, hashes(j), ids_of(j)),
+            |j| wms[j],
+            |_, _| {},
+        );
         state.fire(Some(wm.current()), &mut fired);
         start = end;
     }

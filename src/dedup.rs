@@ -67,7 +67,7 @@ impl Dedup {
         crate::entries::prefetch(self.slots.as_ptr().wrapping_add(self.home(key)));
     }
 
-    #[inline]
+    #[cfg(test)]
     pub fn check(&self, key: u64, wm: Millis) -> Seen {
         match self.slots[self.slot(key)] {
             (_, exp) if exp != EMPTY && wm < exp => Seen::Duplicate,
@@ -92,7 +92,7 @@ impl Dedup {
     }
 
     /// Records a counted event's key.
-    #[inline]
+    #[cfg(test)]
     pub fn record(&mut self, key: u64, t: Millis, wm: Millis) {
         let i = self.slot(key);
         self.put(i, key, t.max(wm).saturating_add(self.ttl));

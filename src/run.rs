@@ -226,43 +226,39 @@ impl Partition {
         self.late.clear();
         self.fired.clear();
         let mut pi = 0;
-        const AHEAD: usize = crate::state::PREFETCH_AHEAD;
         for pc in pieces {
             let bucket = &pc.buckets[index];
             let keys_of = |r: &Routed| r.keys_at as usize..(r.keys_at + r.nkeys) as usize;
-            let line_of = |r: &Routed| &buf[r.line_off..r.line_off + r.line_len as usize];
-            // Key ids first (a small, hot map), so the prefetches below can reach the keys' counters.
+            // Key ids first (a small, hot map), so the prefetches can reach the keys' counters.
             self.ids.clear();
             for r in &bucket.events {
+                let line = &buf[r.line_off..r.line_off + r.line_len as usize];
                 self.state
-                    .resolve(&bucket.keys[keys_of(r)], line_of(r), &mut self.ids);
+                    .resolve(&bucket.keys[keys_of(r)], line, &mut self.ids);
             }
             let ids = &self.ids;
-            for r in bucket.events.iter().take(AHEAD) {
-                self.state
-                    .prefetch(&r.event, &bucket.keys[keys_of(r)], &ids[keys_of(r)]);
-            }
-            for (j, r) in bucket.events.iter().enumerate() {
-                if let Some(a) = bucket.events.get(j + AHEAD) {
-                    self.state
-                        .prefetch(&a.event, &bucket.keys[keys_of(a)], &ids[keys_of(a)]);
-                }
-                let q = pc.seq_base + r.seq as u64;
-                while pi + 1 < points.len() && points[pi + 1].0 <= q {
-                    pi += 1;
-                }
-                let at = keys_of(r);
-                match self.state.apply_resolved(
-                    &r.event,
-                    &bucket.keys[at.clone()],
-                    &ids[at],
-                    points[pi].1,
-                ) {
+            let seq = |j: usize| pc.seq_base + bucket.events[j].seq as u64;
+            self.state.apply_in_order(
+                bucket.events.len(),
+                |j| {
+                    let r = &bucket.events[j];
+                    (&r.event, &bucket.keys[keys_of(r)], &ids[keys_of(r)])
+                },
+                |j| {
+                    while pi + 1 < points.len() && points[pi + 1].0 <= seq(j) {
+                        pi += 1;
+                    }
+                    points[pi].1
+                },
+                |j, outcome| match outcome {
                     Outcome::Counted => self.counted += 1,
                     Outcome::Duplicate => self.duplicates += 1,
-                    Outcome::Late => self.late.push((q, r.line_off, r.line_len)),
-                }
-            }
+                    Outcome::Late => {
+                        let r = &bucket.events[j];
+                        self.late.push((seq(j), r.line_off, r.line_len));
+                    }
+                },
+            );
         }
         self.state.fire(Some(wm_end), &mut self.fired);
         sort_fired(&mut self.fired);
@@ -1000,10 +996,9 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
         .name("abacus-sink".into())
         .spawn(move || -> Result<u64> {
             let mut w = PartWriter::new(&out_dir, first_part);
-            let mut builder = RowsBuilder::default();
             // Arrow columns are built here, off the main thread, from the shared key strings.
-            let encode = |b: &mut RowsBuilder, rows: &[OutRow], keys: &[Arc<KeyStrings>]| {
-                *b = RowsBuilder::with_capacity(rows.len());
+            let encode = |rows: &[OutRow], keys: &[Arc<KeyStrings>]| {
+                let mut b = RowsBuilder::with_capacity(rows.len());
                 for r in rows {
                     let spec = &specs[r.spec as usize];
                     let key = &keys[r.key as usize];
@@ -1026,9 +1021,7 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
                 match msg {
                     SinkMsg::Rows(rows, keys) => {
                         if failed.is_none() {
-                            failed = encode(&mut builder, &rows, &keys)
-                                .and_then(|batch| w.write(&batch))
-                                .err();
+                            failed = encode(&rows, &keys).and_then(|batch| w.write(&batch)).err();
                         }
                     }
                     SinkMsg::Flush(ack) => {

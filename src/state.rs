@@ -299,7 +299,7 @@ impl PartitionState {
 
     /// Applies one accepted event seen under watermark `wm`. `keys` are its fan-out key hashes and
     /// `line` its original bytes (only read the first time a key shows up in this partition).
-    #[inline]
+    #[cfg(test)]
     pub fn apply(&mut self, ev: &Event, keys: &[u64], wm: Millis, line: &[u8]) -> Outcome {
         let mut ids = [0u32; crate::parse::MAX_FIELDS];
         let n = keys.len().min(ids.len());
@@ -345,10 +345,37 @@ impl PartitionState {
         Outcome::Counted
     }
 
+    /// Applies `n` events in stream order, each already [`resolve`](Self::resolve)d, prefetching
+    /// the state of the event [`PREFETCH_AHEAD`] positions on before applying each one.
+    /// `event(j)` gives event `j` with its key hashes and ids, `wm(j)` the watermark it is seen
+    /// under (called once per event, in order), and `outcome(j, …)` receives what became of it.
+    #[inline]
+    pub fn apply_in_order<'e>(
+        &mut self,
+        n: usize,
+        event: impl Fn(usize) -> (&'e Event, &'e [u64], &'e [u32]),
+        mut wm: impl FnMut(usize) -> Millis,
+        mut outcome: impl FnMut(usize, Outcome),
+    ) {
+        for j in 0..n.min(PREFETCH_AHEAD) {
+            let (ev, keys, ids) = event(j);
+            self.prefetch(ev, keys, ids);
+        }
+        for j in 0..n {
+            if j + PREFETCH_AHEAD < n {
+                let (ev, keys, ids) = event(j + PREFETCH_AHEAD);
+                self.prefetch(ev, keys, ids);
+            }
+            let (ev, keys, ids) = event(j);
+            let o = self.apply_resolved(ev, keys, ids, wm(j));
+            outcome(j, o);
+        }
+    }
+
     /// Starts loading the state an upcoming event will touch (its dedup record, its (user, key)
     /// entries and its keys' counters), so applying it a few events later does not stall.
     #[inline]
-    pub fn prefetch(&self, ev: &Event, keys: &[u64], ids: &[u32]) {
+    fn prefetch(&self, ev: &Event, keys: &[u64], ids: &[u32]) {
         if let Some(d) = ev.dedup {
             self.dedup.prefetch(d);
         }
@@ -546,7 +573,6 @@ impl PartitionState {
 
     /// Drops the (user, key) entries whose panes all belong to fired windows only.
     fn prune_seen(&mut self) {
-        self.update_dead_below();
         let dead_below: Vec<i64> = self.groups.iter().map(|g| g.dead_below).collect();
         let keys = &mut self.keys;
         let mut dropped: Vec<u32> = Vec::new();
