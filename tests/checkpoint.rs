@@ -3,6 +3,8 @@
 //! Every test compares against an uninterrupted run of the same binary on the same input: the rows of
 //! all Parquet parts (sorted), the summary's counters and the late side output must be identical.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +12,8 @@ use std::time::{Duration, Instant};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMillisecondType, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use common::Rng;
 
 const BIN: &str = env!("CARGO_BIN_EXE_abacus");
 
@@ -202,18 +206,6 @@ fn reference(f: &Fixture) -> PathBuf {
         "the workload must exercise late and duplicate events: {s}"
     );
     out
-}
-
-/// splitmix64: the kill points come from a seeded generator, so a failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 fn finish(o: &Output) -> bool {

@@ -15,6 +15,8 @@
 //! the binary take about 20–30 s together in release mode on a slow 2-core machine; raise them
 //! locally (`ABACUS_FUZZ_SCALE=10 cargo test --release --test fuzz_parse`) for a longer hunt.
 
+mod common;
+
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,8 @@ use proptest::test_runner::{
     Config as ProptestConfig, FileFailurePersistence, TestCaseError, TestRunner,
 };
 use xxhash_rust::xxh3::xxh3_64;
+
+use common::REJECT_CODES;
 
 const PARSER_CASES: u32 = 300_000;
 const BINARY_CASES: u32 = 150;
@@ -41,19 +45,6 @@ fn scale() -> u32 {
         .unwrap_or(1)
         .max(1)
 }
-
-const CODES: [&str; 10] = [
-    "invalid_json",
-    "not_an_object",
-    "missing_user",
-    "missing_time",
-    "invalid_time",
-    "time_out_of_range",
-    "missing_event_type",
-    "wrong_type",
-    "line_too_long",
-    "invalid_utf8",
-];
 
 // ───────────────────────────── configs ─────────────────────────────
 
@@ -480,7 +471,7 @@ fn check_line(
     match r {
         Err(reason) => {
             prop_assert_eq!(keys, vec![7u64], "a rejected line leaves the keys alone");
-            prop_assert!(CODES.contains(&reason.code()));
+            prop_assert!(REJECT_CODES.contains(&reason.code()));
             prop_assert!(!reason.to_string().is_empty());
             prop_assert!(
                 warm.describe(line).is_none(),

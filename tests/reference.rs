@@ -11,38 +11,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::naive::{self, Cfg, DimCfg, DimKind, Strategy, TimeFormat, WinCfg};
-use common::{Counts, DAY, HOUR, MIN, Output, SEC, Scratch, assert_rows_eq};
+use common::{Counts, DAY, HOUR, MIN, Output, Rng, SEC, Scratch, assert_rows_eq};
 
 // ---------------------------------------------------------------------------------------------
 // a small deterministic generator
-
-/// splitmix64
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo) as u64) as i64
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len() as u64) as usize]
-    }
-}
 
 #[derive(Clone, Copy)]
 struct GenOpts {

@@ -13,6 +13,8 @@
 //! The hostile-line corpus lives in tests/corpus/lines/ (one line per file, named
 //! `<expected>--<case>.line`; regenerate with tests/corpus/make_corpus.py).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -26,6 +28,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMillisecondType, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
+
+use common::REJECT_CODES;
 
 /// 2024-05-01T00:00:00Z in seconds and milliseconds.
 const T0_S: i64 = 1_714_521_600;
@@ -259,19 +263,6 @@ struct Rej {
     raw: String,
 }
 
-const CODES: [&str; 10] = [
-    "invalid_json",
-    "not_an_object",
-    "missing_user",
-    "missing_time",
-    "invalid_time",
-    "time_out_of_range",
-    "missing_event_type",
-    "wrong_type",
-    "line_too_long",
-    "invalid_utf8",
-];
-
 fn rejected(out: &Path) -> Vec<Rej> {
     let mut v = Vec::new();
     for line in side(out, "rejected").split(|&b| b == b'\n') {
@@ -303,7 +294,10 @@ fn rejected(out: &Path) -> Vec<Rej> {
             reason: s("reason"),
             raw: s("raw"),
         };
-        assert!(CODES.contains(&rec.code.as_str()), "unknown code in {r}");
+        assert!(
+            REJECT_CODES.contains(&rec.code.as_str()),
+            "unknown code in {r}"
+        );
         assert!(rec.line >= 1, "line numbers are 1-based: {r}");
         v.push(rec);
     }
@@ -2070,7 +2064,7 @@ fn corpus() -> Vec<(String, String, Vec<u8>)> {
                 .split_once("--")
                 .unwrap_or_else(|| panic!("bad corpus name {stem}"));
             assert!(
-                ["accept", "skip", "any"].contains(&expect) || CODES.contains(&expect),
+                ["accept", "skip", "any"].contains(&expect) || REJECT_CODES.contains(&expect),
                 "{stem}: unknown expectation {expect}"
             );
             (expect.to_string(), name.to_string(), fs::read(&p).unwrap())
@@ -2142,7 +2136,7 @@ fn corpus_lines_through_the_parser() {
             }
         }
     }
-    for c in ["accept", "skip", "any"].iter().chain(CODES.iter()) {
+    for c in ["accept", "skip", "any"].iter().chain(REJECT_CODES.iter()) {
         assert!(
             seen.get(*c).copied().unwrap_or(0) > 0,
             "the corpus has no {c} case: {seen:?}"

@@ -25,6 +25,48 @@ pub const DAY: i64 = 24 * HOUR;
 /// 2024-05-01T00:00:00Z in ms.
 pub const T0: i64 = 1_714_521_600_000;
 
+/// splitmix64: seeded, so a failing case can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo) as u64) as i64
+    }
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+/// Every reject code of docs/SEMANTICS.md.
+pub const REJECT_CODES: [&str; 10] = [
+    "invalid_json",
+    "not_an_object",
+    "missing_user",
+    "missing_time",
+    "invalid_time",
+    "time_out_of_range",
+    "missing_event_type",
+    "wrong_type",
+    "line_too_long",
+    "invalid_utf8",
+];
+
 /// One output row, in the order the columns are written. `Ord` sorts by key then window.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Row {
