@@ -756,14 +756,7 @@ fn insert_pane(
 ) -> Option<(Option<i64>, Option<i64>)> {
     if set.mask == 0 {
         *set = PaneSet { hi: p, mask: 1 };
-        let pred = if *spilled {
-            spill
-                .get(&spill_key)
-                .and_then(|s| s.range(..p).next_back().copied())
-        } else {
-            None
-        };
-        return Some((pred, None));
+        return Some((spilled_pred(spill, spill_key, *spilled, p), None));
     }
     if p > set.hi {
         let shift = p - set.hi;
@@ -788,12 +781,8 @@ fn insert_pane(
         let above = set.mask & !1;
         let pred = if above != 0 {
             Some(p - above.trailing_zeros() as i64)
-        } else if *spilled {
-            spill
-                .get(&spill_key)
-                .and_then(|s| s.range(..p).next_back().copied())
         } else {
-            None
+            spilled_pred(spill, spill_key, *spilled, p)
         };
         return Some((pred, None));
     }
@@ -807,12 +796,8 @@ fn insert_pane(
         let older = if i == 63 { 0 } else { set.mask >> (i + 1) };
         let pred = if older != 0 {
             Some(p - 1 - older.trailing_zeros() as i64)
-        } else if *spilled {
-            spill
-                .get(&spill_key)
-                .and_then(|s| s.range(..p).next_back().copied())
         } else {
-            None
+            spilled_pred(spill, spill_key, *spilled, p)
         };
         let newer = set.mask & (bit - 1);
         let succ = if newer != 0 {
@@ -835,6 +820,22 @@ fn insert_pane(
         .copied()
         .or(Some(set.hi - (63 - set.mask.leading_zeros() as i64)));
     Some((pred, succ))
+}
+
+/// The newest overflow pane before `p` of a (user, key, group), if its entry has spilled at all.
+#[inline]
+fn spilled_pred(
+    spill: &HashMap<SpillKey, BTreeSet<i64>>,
+    spill_key: SpillKey,
+    spilled: bool,
+    p: i64,
+) -> Option<i64> {
+    if !spilled {
+        return None;
+    }
+    spill
+        .get(&spill_key)
+        .and_then(|s| s.range(..p).next_back().copied())
 }
 
 /// Emits every window `fired ≤ k < h` of one key and spec that holds events (windows below `fired`
