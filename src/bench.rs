@@ -69,7 +69,16 @@ pub fn parse_all(
     events: &mut Vec<(Event, usize, usize)>,
     keys: &mut Vec<u64>,
 ) -> usize {
-    let mut parser = Parser::new(&w.config);
+    parse_all_with(Parser::new(&w.config), w, events, keys)
+}
+
+/// The same with a given parser (the bench also times the simd-json-only reference parser).
+pub fn parse_all_with(
+    mut parser: Parser,
+    w: &Workload,
+    events: &mut Vec<(Event, usize, usize)>,
+    keys: &mut Vec<u64>,
+) -> usize {
     events.clear();
     keys.clear();
     let mut rejected = 0;
@@ -233,6 +242,14 @@ pub fn run_bench(dir: &Path, events: u64, threads: &[usize]) -> Result<BenchRepo
     stage("line split", lines as u64, "lines", s);
     let mut parsed = Vec::new();
     let mut keys = Vec::new();
+    let simd_only = Parser::simd_json_only(&w.config);
+    let (_, s) = time(|| parse_all_with(simd_only, &w, &mut parsed, &mut keys));
+    stage(
+        "parse, simd-json only (reference)",
+        parsed.len() as u64,
+        "events",
+        s,
+    );
     let (_, s) = time(|| parse_all(&w, &mut parsed, &mut keys));
     stage("parse + extract + hash", parsed.len() as u64, "events", s);
     let mut buckets = vec![Vec::new(); 16];

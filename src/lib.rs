@@ -22,6 +22,7 @@ pub mod generate;
 pub mod input;
 pub mod parse;
 pub mod run;
+mod scan;
 pub mod sink;
 pub mod state;
 pub mod summary;

@@ -12,6 +12,7 @@ use simd_json::tape::{Tape, Value};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::config::{Config, Extract, TimeFormat};
+use crate::scan::{self, Field};
 use crate::timefmt::{Millis, float_to_ms, parse_rfc3339};
 
 /// Why a line was rejected. The `Display` text is what lands in `rejected/` and in error messages.
@@ -138,8 +139,9 @@ pub const MAX_FIELDS: usize = 64;
 /// Up to this many distinct fields, their values are gathered in a stack array.
 const FAST_FIELDS: usize = 16;
 
+/// A cheap filter before comparing a key with a field name: length, first and last byte.
 #[inline]
-fn signature(name: &[u8]) -> u64 {
+pub(crate) fn signature(name: &[u8]) -> u64 {
     match name {
         [] => 0,
         [first, .., last] => ((name.len() as u64) << 16) | ((*first as u64) << 8) | *last as u64,
@@ -182,6 +184,10 @@ pub struct Parser {
     escape_u: memchr::memmem::Finder<'static>,
     buffers: simd_json::Buffers,
     tape: Option<Tape<'static>>,
+    /// Try the single-pass scanner (`scan`) before simd-json.
+    fast: bool,
+    /// Lines the scanner settled (the rest went to simd-json).
+    scanned: u64,
 }
 
 impl Parser {
@@ -238,6 +244,25 @@ impl Parser {
             lower: Vec::new(),
             buffers: simd_json::Buffers::new(4096),
             tape: Some(Tape::null().reset()),
+            fast: true,
+            scanned: 0,
+        }
+    }
+
+    /// How many lines the single-pass scanner settled without simd-json (tests use it to make
+    /// sure the comparison between the two paths is not vacuous).
+    #[doc(hidden)]
+    pub fn scanned_lines(&self) -> u64 {
+        self.scanned
+    }
+
+    /// A parser that always uses simd-json, never the single-pass scanner: the reference the
+    /// scanner is tested against (`tests/fuzz_parse.rs`) and measured against (`abacus bench`).
+    #[doc(hidden)]
+    pub fn simd_json_only(config: &Config) -> Parser {
+        Parser {
+            fast: false,
+            ..Parser::new(config)
         }
     }
 
@@ -286,10 +311,10 @@ impl Parser {
     pub fn describe(&mut self, line: &[u8]) -> Option<Vec<(u64, KeyStrings)>> {
         let r = self.with_fields(line, |p, f| {
             let (_, et) = p.head(f)?;
-            let et_str: Box<str> = f[p.event_type]
-                .and_then(|v| v.into_string())
-                .unwrap_or_default()
-                .into();
+            let et_str: Box<str> = match f[p.event_type] {
+                Some(Field::Str(s)) => s.into(),
+                _ => Box::from(""),
+            };
             let mut out = vec![(
                 key_hash(et, TOTAL, 0),
                 KeyStrings {
@@ -333,17 +358,27 @@ impl Parser {
         self.dims.get(i as usize).map_or("", |d| d.name.as_str())
     }
 
-    /// Parses the line onto the reused tape and hands `f` the values of the configured fields.
+    /// Finds the values of the configured fields and hands them to `f`: by the single-pass
+    /// scanner when it can settle the line, otherwise by simd-json on the reused tape (which also
+    /// decides every rejection).
     fn with_fields<R>(
         &mut self,
         line: &[u8],
-        f: impl FnOnce(&mut Self, &[Option<Value<'_, '_>>]) -> R,
+        f: impl FnOnce(&mut Self, &[Option<Field<'_>>]) -> R,
     ) -> Result<R, Reject> {
         if line.len() > self.max_line_bytes {
             return Err(Reject::TooLong {
                 len: line.len(),
                 limit: self.max_line_bytes,
             });
+        }
+        let n = self.names.len().min(MAX_FIELDS);
+        if self.fast && n <= FAST_FIELDS {
+            let mut fields: [Option<Field<'_>>; FAST_FIELDS] = [None; FAST_FIELDS];
+            if scan::fields(line, &self.names, &self.sigs, &mut fields[..n]).is_some() {
+                self.scanned += 1;
+                return Ok(f(self, &fields[..n]));
+            }
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
@@ -372,15 +407,13 @@ impl Parser {
                 match root.as_object() {
                     None => Err(Reject::NotObject(type_name(root.value_type()))),
                     Some(obj) => {
-                        let n = self.names.len().min(MAX_FIELDS);
                         if n <= FAST_FIELDS {
                             // The common case: a small array on the stack, nothing to clear beyond it.
-                            let mut fields: [Option<Value<'_, '_>>; FAST_FIELDS] =
-                                [None; FAST_FIELDS];
+                            let mut fields: [Option<Field<'_>>; FAST_FIELDS] = [None; FAST_FIELDS];
                             self.collect_fields(&obj, &mut fields[..n]);
                             Ok(f(self, &fields[..n]))
                         } else {
-                            let mut fields: Vec<Option<Value<'_, '_>>> = vec![None; n];
+                            let mut fields: Vec<Option<Field<'_>>> = vec![None; n];
                             self.collect_fields(&obj, &mut fields);
                             Ok(f(self, &fields))
                         }
@@ -399,68 +432,47 @@ impl Parser {
     fn collect_fields<'t, 'i>(
         &self,
         obj: &simd_json::tape::Object<'t, 'i>,
-        fields: &mut [Option<Value<'t, 'i>>],
+        fields: &mut [Option<Field<'i>>],
     ) {
         for (k, v) in obj.iter() {
             let k = k.as_bytes();
             let sig = signature(k);
             for (i, name) in self.names[..fields.len()].iter().enumerate() {
                 if self.sigs[i] == sig && **name == *k {
-                    fields[i] = Some(v);
+                    fields[i] = Some(field_of(v));
                 }
             }
         }
     }
 
     /// User, time, event type and dedup key; returns the event and the event type's hash.
-    fn head(&self, f: &[Option<Value<'_, '_>>]) -> Result<(Event, u64), Reject> {
+    fn head(&self, f: &[Option<Field<'_>>]) -> Result<(Event, u64), Reject> {
         let user = match f[self.user] {
-            None => return Err(Reject::MissingUser),
-            Some(v) => match v.value_type() {
-                simd_json::ValueType::Null => return Err(Reject::MissingUser),
-                simd_json::ValueType::String => v.into_string().unwrap_or_default(),
-                t => return Err(self.wrong(self.user, "a string", t)),
-            },
+            None | Some(Field::Null) => return Err(Reject::MissingUser),
+            Some(Field::Str(s)) => s,
+            Some(t) => return Err(self.wrong(self.user, "a string", t)),
         };
         if user.is_empty() {
             return Err(Reject::MissingUser);
         }
         let time = self.time(f[self.time])?;
         let et = match f[self.event_type] {
-            None => return Err(Reject::MissingEventType),
-            Some(v) => match v.value_type() {
-                simd_json::ValueType::Null => return Err(Reject::MissingEventType),
-                simd_json::ValueType::String => v.into_string().unwrap_or_default(),
-                t => return Err(self.wrong(self.event_type, "a string", t)),
-            },
+            None | Some(Field::Null) => return Err(Reject::MissingEventType),
+            Some(Field::Str(s)) => s,
+            Some(t) => return Err(self.wrong(self.event_type, "a string", t)),
         };
         if et.is_empty() {
             return Err(Reject::MissingEventType);
         }
         let user_hash = xxh3_64(user.as_bytes());
         let dedup = match self.event_id.and_then(|i| f[i]) {
-            None => None,
-            Some(v) => match v.value_type() {
-                simd_json::ValueType::Null => None,
-                simd_json::ValueType::String => Some(dedup_key(
-                    user_hash,
-                    v.into_string().unwrap_or_default().as_bytes(),
-                )),
-                simd_json::ValueType::I64 | simd_json::ValueType::U64 => {
-                    let text = match v.as_i64() {
-                        Some(i) => i.to_string(),
-                        None => v.as_u64().unwrap_or_default().to_string(),
-                    };
-                    Some(dedup_key(user_hash, text.as_bytes()))
-                }
-                t => {
-                    return Err(self.wrong(
-                        self.event_id.unwrap_or(0),
-                        "a string or an integer",
-                        t,
-                    ));
-                }
-            },
+            None | Some(Field::Null) => None,
+            Some(Field::Str(s)) => Some(dedup_key(user_hash, s.as_bytes())),
+            Some(Field::Int(i)) => Some(dedup_key(user_hash, i.to_string().as_bytes())),
+            Some(Field::UInt(u)) => Some(dedup_key(user_hash, u.to_string().as_bytes())),
+            Some(t) => {
+                return Err(self.wrong(self.event_id.unwrap_or(0), "a string or an integer", t));
+            }
         };
         Ok((
             Event {
@@ -473,11 +485,10 @@ impl Parser {
         ))
     }
 
-    fn time(&self, v: Option<Value<'_, '_>>) -> Result<Millis, Reject> {
+    fn time(&self, v: Option<Field<'_>>) -> Result<Millis, Reject> {
         let Some(v) = v else {
             return Err(Reject::MissingTime);
         };
-        let ty = v.value_type();
         let number = |scale_s: bool| -> Result<Millis, Reject> {
             let scale = if scale_s { 1000 } else { 1 };
             // Numbers too large for milliseconds are far outside any time range, not malformed.
@@ -488,32 +499,27 @@ impl Parser {
                     i64::MAX
                 }));
             }
-            let x = v.cast_f64().unwrap_or(f64::NAN);
+            let x = v.as_f64().unwrap_or(f64::NAN);
             if x.is_nan() {
                 return Err(Reject::InvalidTime(format!("{x} is not a usable number")));
             }
             Ok(float_to_ms(x, scale as f64).unwrap_or(if x < 0.0 { i64::MIN } else { i64::MAX }))
         };
-        let is_number = matches!(
-            ty,
-            simd_json::ValueType::I64 | simd_json::ValueType::U64 | simd_json::ValueType::F64
-        );
-        let t = match (self.time_format, ty) {
-            (_, simd_json::ValueType::Null) => return Err(Reject::MissingTime),
+        let is_number = matches!(v, Field::Int(_) | Field::UInt(_) | Field::Float(_));
+        let t = match (self.time_format, v) {
+            (_, Field::Null) => return Err(Reject::MissingTime),
             (TimeFormat::UnixS, _) if is_number => number(true)?,
             (TimeFormat::UnixMs, _) if is_number => number(false)?,
             (TimeFormat::Auto, _) if is_number => {
-                let x = v.cast_f64().unwrap_or(f64::NAN);
+                let x = v.as_f64().unwrap_or(f64::NAN);
                 number(x.abs() < 1e11)?
             }
-            (TimeFormat::Rfc3339, simd_json::ValueType::String) => {
-                let s = v.into_string().unwrap_or_default();
+            (TimeFormat::Rfc3339, Field::Str(s)) => {
                 parse_rfc3339(s.as_bytes()).ok_or_else(|| {
                     Reject::InvalidTime(format!("`{}` is not an RFC 3339 time", clip(s)))
                 })?
             }
-            (TimeFormat::Auto, simd_json::ValueType::String) => {
-                let s = v.into_string().unwrap_or_default();
+            (TimeFormat::Auto, Field::Str(s)) => {
                 let digits = s.strip_prefix('-').unwrap_or(s);
                 if !digits.is_empty()
                     && digits.len() <= 18
@@ -541,7 +547,7 @@ impl Parser {
                 return Err(Reject::InvalidTime(format!(
                     "field `{}` is a {}, expected {expected}",
                     self.field_names[self.time],
-                    type_name(t)
+                    t.type_name()
                 )));
             }
         };
@@ -551,11 +557,11 @@ impl Parser {
         Ok(t)
     }
 
-    fn wrong(&self, slot: usize, expected: &'static str, found: simd_json::ValueType) -> Reject {
+    fn wrong(&self, slot: usize, expected: &'static str, found: Field<'_>) -> Reject {
         Reject::WrongType {
             field: self.field_names[slot].clone(),
             expected,
-            found: type_name(found),
+            found: found.type_name(),
         }
     }
 }
@@ -570,18 +576,17 @@ enum DimValue<'a> {
 
 fn dim_value<'a>(
     d: &DimSlot,
-    v: Option<Value<'_, 'a>>,
+    v: Option<Field<'a>>,
     lower: &mut Vec<u8>,
 ) -> Result<Option<DimValue<'a>>, Reject> {
-    let Some(v) = v else { return Ok(None) };
-    let s = match v.value_type() {
-        simd_json::ValueType::Null => return Ok(None),
-        simd_json::ValueType::String => v.into_string().unwrap_or_default(),
-        t => {
+    let s = match v {
+        None | Some(Field::Null) => return Ok(None),
+        Some(Field::Str(s)) => s,
+        Some(t) => {
             return Err(Reject::WrongType {
                 field: d.field.clone(),
                 expected: "a string",
-                found: type_name(t),
+                found: t.type_name(),
             });
         }
     };
@@ -603,6 +608,23 @@ fn dim_value<'a>(
             .get(s)
             .map(|&idx| DimValue::Interned(idx, hashes[idx as usize])),
     })
+}
+
+/// simd-json's view of a value, reduced to what the extraction code looks at.
+fn field_of<'i>(v: Value<'_, 'i>) -> Field<'i> {
+    match v.value_type() {
+        simd_json::ValueType::Null => Field::Null,
+        simd_json::ValueType::Bool => Field::Bool,
+        simd_json::ValueType::String => Field::Str(v.into_string().unwrap_or_default()),
+        simd_json::ValueType::Array => Field::Array,
+        simd_json::ValueType::Object => Field::Object,
+        simd_json::ValueType::F64 => Field::Float(v.cast_f64().unwrap_or(f64::NAN)),
+        _ => match (v.as_i64(), v.as_u64()) {
+            (Some(i), _) => Field::Int(i),
+            (None, Some(u)) => Field::UInt(u),
+            (None, None) => Field::Float(v.cast_f64().unwrap_or(f64::NAN)),
+        },
+    }
 }
 
 fn type_name(t: simd_json::ValueType) -> &'static str {

@@ -6,7 +6,9 @@
 //!   under several configs. Asserts: no panic; a rejected line leaves `keys` alone and `describe`
 //!   refuses it too; an accepted line's `describe` returns exactly `parse`'s key hashes, and each
 //!   key's strings hash to that key; the user identity is xxh3 of the user string as an independent
-//!   JSON parser (serde_json) reads it; the result does not depend on what the parser saw before.
+//!   JSON parser (serde_json) reads it; the result does not depend on what the parser saw before;
+//!   the engine's parser (single-pass scanner first) gives exactly the answer, keys and strings of
+//!   the simd-json-only reference parser, and the scanner settles a good share of the lines.
 //! * `binary_on_random_files_exits_0_and_balances`: random files of such lines through the binary:
 //!   exit 0, `lines = counted + duplicates + late + rejected`, and exactly the lines the library
 //!   rejects are in `rejected/`, with their codes.
@@ -447,12 +449,30 @@ fn engine_line(raw: &[u8]) -> Option<&[u8]> {
 
 const DIRT: &[u8] = br#"{"u":"dirty@DIRT.example","t":"2024-05-01T00:00:00.123456789+02:00","e":"dirt","id":"d","b":"dirt-browser","m":"m-3","x":[[[[{"y":"\u00e9\ud83d\ude00"}]]]],"z":"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"}"#;
 
-fn check_line(
-    cfg: &Config,
-    warm: &mut Parser,
-    dirty: &mut Parser,
-    line: &[u8],
-) -> Result<(), TestCaseError> {
+/// The parsers one config's lines go through: the engine's (fast scanner, then simd-json), the
+/// same with other lines parsed in between, and the simd-json-only reference.
+struct Parsers {
+    warm: Parser,
+    dirty: Parser,
+    reference: Parser,
+}
+
+impl Parsers {
+    fn new(cfg: &Config) -> Parsers {
+        Parsers {
+            warm: Parser::new(cfg),
+            dirty: Parser::new(cfg),
+            reference: Parser::simd_json_only(cfg),
+        }
+    }
+}
+
+fn check_line(cfg: &Config, p: &mut Parsers, line: &[u8]) -> Result<(), TestCaseError> {
+    let Parsers {
+        warm,
+        dirty,
+        reference,
+    } = p;
     let mut keys = vec![7u64];
     let r = warm.parse(line, &mut keys);
     // the same answer from a parser whose buffers just held something else
@@ -461,6 +481,12 @@ fn check_line(
     let rd = dirty.parse(line, &mut dkeys);
     prop_assert_eq!(&r, &rd, "the result depends on the parser's history");
     prop_assert_eq!(&keys, &dkeys);
+    // the single-pass scanner answers exactly as simd-json alone does
+    let mut rkeys = vec![7u64];
+    let rr = reference.parse(line, &mut rkeys);
+    prop_assert_eq!(&r, &rr, "the fast path and simd-json disagree");
+    prop_assert_eq!(&keys, &rkeys);
+    prop_assert_eq!(warm.describe(line), reference.describe(line));
     if line.len() > cfg.limits.max_line_bytes {
         prop_assert!(
             matches!(&r, Err(e) if e.code() == "line_too_long"),
@@ -552,12 +578,7 @@ fn check_line(
 #[test]
 fn parser_never_panics_and_describe_agrees() {
     let (_dir, configs) = configs();
-    let parsers = RefCell::new(
-        configs
-            .iter()
-            .map(|c| (Parser::new(c), Parser::new(c)))
-            .collect::<Vec<_>>(),
-    );
+    let parsers = RefCell::new(configs.iter().map(Parsers::new).collect::<Vec<_>>());
     let mut runner = TestRunner::new(ProptestConfig {
         cases: PARSER_CASES * scale(),
         max_shrink_iters: 4096,
@@ -568,19 +589,31 @@ fn parser_never_panics_and_describe_agrees() {
     runner
         .run(&any_line(), |line| {
             let mut ps = parsers.borrow_mut();
-            for (cfg, (warm, dirty)) in configs.iter().zip(ps.iter_mut()) {
+            for (cfg, p) in configs.iter().zip(ps.iter_mut()) {
                 let Some(l) = engine_line(&line) else {
                     continue;
                 };
-                check_line(cfg, warm, dirty, l)?;
-                let ok = warm.parse(l, &mut Vec::new()).is_ok();
+                check_line(cfg, p, l)?;
+                let ok = p.warm.parse(l, &mut Vec::new()).is_ok();
                 stats.borrow_mut()[ok as usize] += 1;
             }
             Ok(())
         })
         .unwrap();
     let [rejected, accepted] = *stats.borrow();
-    eprintln!("parser fuzz: {accepted} accepted, {rejected} rejected (line × config)");
+    let scanned: u64 = parsers
+        .borrow()
+        .iter()
+        .map(|p| p.warm.scanned_lines())
+        .sum();
+    eprintln!(
+        "parser fuzz: {accepted} accepted, {rejected} rejected (line × config); \
+         the scanner settled {scanned} parses"
+    );
+    assert!(
+        scanned > accepted,
+        "the scanner settled too few lines for the comparison with simd-json to mean much"
+    );
     assert!(
         accepted > rejected / 10,
         "too few accepted lines for describe to be exercised: {accepted}"
@@ -601,10 +634,9 @@ fn describe_agrees_on_fixed_hostile_values() {
         br#"{"u":"a@b","t":1714521600.9999999,"e":"open","id":-1}"#,
     ];
     for cfg in &configs {
-        let mut warm = Parser::new(cfg);
-        let mut dirty = Parser::new(cfg);
+        let mut p = Parsers::new(cfg);
         for l in &lines {
-            check_line(cfg, &mut warm, &mut dirty, l)
+            check_line(cfg, &mut p, l)
                 .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(l)));
         }
     }
