@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-use hashbrown::HashMap;
 use rayon::prelude::*;
 
 use crate::config::Config;
@@ -210,6 +209,13 @@ struct Partition {
     duplicates: u64,
     late: Vec<(u64, usize, u32)>,
     fired: Vec<Fired>,
+    /// The strings of the keys in `fired`, one shared reference per key and batch.
+    strings: Vec<Arc<KeyStrings>>,
+    /// Parallel to `fired`: the row's key as an index into `strings`.
+    local: Vec<u32>,
+    /// Per key id: (batch stamp, index into `strings`), valid when the stamp is `stamp`.
+    slots: Vec<(u32, u32)>,
+    stamp: u32,
     /// Key ids of the bucket being applied, parallel to its key hashes.
     ids: Vec<u32>,
 }
@@ -260,15 +266,37 @@ impl Partition {
                 },
             );
         }
-        self.state.fire(Some(wm_end), &mut self.fired);
-        sort_fired(&mut self.fired);
+        self.fire(Some(wm_end));
     }
-}
 
-/// Puts a partition's fired counts in output order (spec, window, key hash), so the main thread's
-/// merge of all partitions is a merge of sorted runs, not a sort.
-fn sort_fired(fired: &mut [Fired]) {
-    fired.sort_unstable_by_key(|f| (f.spec, f.window, f.hash));
+    /// Fires the windows the watermark closed and readies the rows for the main thread's merge:
+    /// sorted in output order (spec, window, key hash), so merging the partitions is a linear
+    /// merge of sorted runs, and with their key strings collected here, in parallel.
+    fn fire(&mut self, watermark: Option<Millis>) {
+        self.fired.clear();
+        self.state.fire(watermark, &mut self.fired);
+        self.fired
+            .sort_unstable_by_key(|f| (f.spec, f.window, f.hash));
+        self.strings.clear();
+        self.local.clear();
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            // The stamp wrapped: forget every old slot rather than trust one from 2^32 batches ago.
+            self.slots.iter_mut().for_each(|s| *s = (0, 0));
+            self.stamp = 1;
+        }
+        for f in &self.fired {
+            let k = f.key as usize;
+            if k >= self.slots.len() {
+                self.slots.resize(k + 1, (0, 0));
+            }
+            if self.slots[k].0 != self.stamp {
+                self.slots[k] = (self.stamp, self.strings.len() as u32);
+                self.strings.push(Arc::clone(&self.state.keys[k].strings));
+            }
+            self.local.push(self.slots[k].1);
+        }
+    }
 }
 
 /// Where the stream stands: the next batch starts at this file, decoded offset and line number.
@@ -430,48 +458,53 @@ impl Engine<'_> {
         Ok(line - pos.line)
     }
 
-    /// Merges the partitions' fired counts, sorts them and hands them to the sink.
+    /// Merges the partitions' fired counts (each sorted by its worker) into output order and
+    /// hands them to the sink. Within a window, rows are ordered by key hash: stable across runs
+    /// and thread counts.
     fn emit_fired(&mut self) -> Result<()> {
-        // (spec, window, key hash, partition, key id, unique, events). Sorting by integers keeps this
-        // cheap; within a window, rows are ordered by key hash: stable across runs and thread counts.
-        let mut rows: Vec<(u16, i64, u64, u32, u32, u64, u64)> = Vec::new();
-        for (pi, p) in self.parts.iter().enumerate() {
-            rows.extend(p.fired.iter().map(|f| {
-                (
-                    f.spec, f.window, f.hash, pi as u32, f.key, f.unique, f.events,
-                )
-            }));
-        }
-        if rows.is_empty() {
+        let total: usize = self.parts.iter().map(|p| p.fired.len()).sum();
+        if total == 0 {
             return Ok(());
         }
-        // Each partition's rows are already sorted (in parallel, by the workers): a stable sort
-        // only merges those runs.
-        rows.sort_by_key(|r| (r.0, r.1, r.2));
-        let mut per_window = vec![0u64; self.config.windows.specs.len()];
-        let mut out = Vec::with_capacity(rows.len());
-        let mut index: HashMap<u64, u32> = HashMap::new();
+        // The message's key strings: every partition's, one after the other.
         let mut strings = Vec::new();
-        let mut i = 0;
-        while i < rows.len() {
-            // Partitions hold disjoint users, so counts of the same (window, key) add up.
-            let (spec, window, hash, pi, key, mut unique, mut events) = rows[i];
-            i += 1;
-            while i < rows.len() && (rows[i].0, rows[i].1, rows[i].2) == (spec, window, hash) {
-                unique += rows[i].5;
-                events += rows[i].6;
-                i += 1;
+        let mut offsets = Vec::with_capacity(self.parts.len());
+        for p in &mut self.parts {
+            offsets.push(strings.len() as u32);
+            strings.append(&mut p.strings);
+        }
+        let mut per_window = vec![0u64; self.config.windows.specs.len()];
+        let mut out = Vec::with_capacity(total);
+        // A linear merge of the sorted runs: one run per worker thread, so scanning the heads
+        // for the smallest is cheaper than a heap.
+        let mut heads = vec![0usize; self.parts.len()];
+        let order = |f: &Fired| (f.spec, f.window, f.hash);
+        loop {
+            let mut min: Option<(u16, i64, u64)> = None;
+            for (p, &h) in self.parts.iter().zip(&heads) {
+                if let Some(f) = p.fired.get(h)
+                    && min.is_none_or(|m| order(f) < m)
+                {
+                    min = Some(order(f));
+                }
             }
-            let key = *index.entry(hash).or_insert_with(|| {
-                strings.push(Arc::clone(
-                    &self.parts[pi as usize].state.keys[key as usize].strings,
-                ));
-                (strings.len() - 1) as u32
-            });
+            let Some((spec, window, hash)) = min else {
+                break;
+            };
+            // Partitions hold disjoint users, so counts of the same (window, key) add up.
+            let (mut unique, mut events, mut key) = (0, 0, None);
+            for ((p, h), offset) in self.parts.iter().zip(&mut heads).zip(&offsets) {
+                while let Some(f) = p.fired.get(*h).filter(|f| order(f) == (spec, window, hash)) {
+                    unique += f.unique;
+                    events += f.events;
+                    key.get_or_insert(offset + p.local[*h]);
+                    *h += 1;
+                }
+            }
             out.push(OutRow {
                 spec,
                 window,
-                key,
+                key: key.unwrap_or_default(),
                 unique,
                 events,
             });
@@ -921,6 +954,10 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
                 duplicates: 0,
                 late: Vec::new(),
                 fired: Vec::new(),
+                strings: Vec::new(),
+                local: Vec::new(),
+                slots: Vec::new(),
+                stamp: 0,
                 ids: Vec::new(),
             })
             .collect(),
@@ -1264,13 +1301,9 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
         }
         // End of input: every window still open fires (partitions in parallel).
         let parts = &mut engine.parts;
-        engine.pool.install(|| {
-            parts.par_iter_mut().for_each(|p| {
-                p.fired.clear();
-                p.state.fire(None, &mut p.fired);
-                sort_fired(&mut p.fired);
-            })
-        });
+        engine
+            .pool
+            .install(|| parts.par_iter_mut().for_each(|p| p.fire(None)));
         engine.emit_fired()
     })();
     drop(rx);
