@@ -1035,15 +1035,30 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
             let mut w = PartWriter::new(&out_dir, first_part);
             // Arrow columns are built here, off the main thread, from the shared key strings.
             let encode = |rows: &[OutRow], keys: &[Arc<KeyStrings>]| {
+                // Each key's strings, copied once into one local buffer: rows visit the keys in
+                // hash order, and reading the strings through the shared keys row by row missed
+                // the cache on nearly every row (the partition threads allocated and last
+                // touched them).
+                let mut text = String::new();
+                let mut span = |s: &str| {
+                    text.push_str(s);
+                    text.len() - s.len()..text.len()
+                };
+                let local: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        let dim = k.dimension.map(|d| dims[d as usize].as_str());
+                        (span(&k.event_type), dim, k.value.as_deref().map(&mut span))
+                    })
+                    .collect();
                 let mut b = RowsBuilder::with_capacity(rows.len());
                 for r in rows {
                     let spec = &specs[r.spec as usize];
-                    let key = &keys[r.key as usize];
-                    let dim = key.dimension.map(|d| dims[d as usize].as_str());
+                    let (event_type, dim, value) = &local[r.key as usize];
                     b.push(
-                        &key.event_type,
-                        dim,
-                        key.value.as_deref(),
+                        &text[event_type.clone()],
+                        *dim,
+                        value.clone().map(|v| &text[v]),
                         &spec.name,
                         spec.start(r.window),
                         spec.end(r.window),
