@@ -170,6 +170,10 @@ impl PartWriter {
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
             // Row groups of 128 Ki rows: the writer buffers a whole row group in memory.
             .set_max_row_group_size(128 * 1024)
+            // The counts are near-unique small integers: a dictionary costs a hash per value and
+            // makes the file larger than plain encoding under zstd (1M bench file: 2.90 → 2.78 MB).
+            .set_column_dictionary_enabled("unique_users".into(), false)
+            .set_column_dictionary_enabled("events".into(), false)
             .build();
         PartWriter {
             dir: dir.to_path_buf(),
