@@ -216,6 +216,8 @@ struct Partition {
     /// Per key id: (batch stamp, index into `strings`), valid when the stamp is `stamp`.
     slots: Vec<(u32, u32)>,
     stamp: u32,
+    /// Heap bytes of `state` after the last firing (measured here, in parallel: it walks every key).
+    heap: usize,
     /// Key ids of the bucket being applied, parallel to its key hashes.
     ids: Vec<u32>,
 }
@@ -296,6 +298,7 @@ impl Partition {
             }
             self.local.push(self.slots[k].1);
         }
+        self.heap = self.state.heap_bytes();
     }
 }
 
@@ -444,7 +447,7 @@ impl Engine<'_> {
         }
         self.emit_fired()?;
         self.check_rejected(false)?;
-        let state: usize = self.parts.iter().map(|p| p.state.heap_bytes()).sum();
+        let state: usize = self.parts.iter().map(|p| p.heap).sum();
         self.summary.peak_state_bytes = self.summary.peak_state_bytes.max(state as u64);
         let t4 = Instant::now();
         for (stage, d) in [
@@ -958,6 +961,7 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
                 local: Vec::new(),
                 slots: Vec::new(),
                 stamp: 0,
+                heap: 0,
                 ids: Vec::new(),
             })
             .collect(),
