@@ -2,10 +2,12 @@
 //!
 //! The hot path turns a line into an [`Event`]: 64-bit hashes of the user identity, of the dedup key
 //! and of every fan-out key, plus the event time. No strings leave this module on the hot path and
-//! nothing is allocated per line: the simd-json tape, its buffers and the scratch copy of the line are
-//! reused. When a partition meets a key hash for the first time it calls [`Parser::describe`], which
-//! re-parses the original line with the *same* extraction code and returns the key's strings — so the
-//! strings and the hashes can never disagree.
+//! nothing is allocated per line. The configured fields are found by the single-pass scanner
+//! (`scan.rs`) when it can settle the line, and otherwise by simd-json (whose tape, buffers and
+//! scratch copy of the line are reused), which also decides every rejection. When a partition
+//! meets a key hash for the first time it calls [`Parser::describe`], which re-parses the original
+//! line with the *same* extraction code and returns the key's strings — so the strings and the
+//! hashes can never disagree.
 
 use simd_json::prelude::*;
 use simd_json::tape::{Tape, Value};
