@@ -9,24 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampMillisecondType, UInt64Type};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-use common::Rng;
+use common::{Rng, read_rows as rows};
 
 const BIN: &str = env!("CARGO_BIN_EXE_abacus");
-
-type Row = (
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    i64,
-    i64,
-    u64,
-    u64,
-);
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -93,53 +78,6 @@ fn run_args(f: &Fixture, out: &Path, ckpt: &Path, extra: &[&str]) -> Command {
         ])
         .args(extra);
     c
-}
-
-fn rows(dir: &Path) -> Vec<Row> {
-    let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    files.sort();
-    for path in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let b = batch.unwrap();
-            let s = |i: usize| b.column(i).as_string::<i32>().clone();
-            let (et, dim, val, win) = (s(0), s(1), s(2), s(3));
-            let start = b.column(4).as_primitive::<TimestampMillisecondType>();
-            let end = b.column(5).as_primitive::<TimestampMillisecondType>();
-            let uniq = b.column(6).as_primitive::<UInt64Type>();
-            let ev = b.column(7).as_primitive::<UInt64Type>();
-            for i in 0..b.num_rows() {
-                let opt = |a: &arrow_array::StringArray| {
-                    if a.is_null(i) {
-                        None
-                    } else {
-                        Some(a.value(i).to_string())
-                    }
-                };
-                use arrow_array::Array;
-                out.push((
-                    et.value(i).to_string(),
-                    opt(&dim),
-                    opt(&val),
-                    win.value(i).to_string(),
-                    start.value(i),
-                    end.value(i),
-                    uniq.value(i),
-                    ev.value(i),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn summary(dir: &Path) -> serde_json::Value {

@@ -23,13 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow_array::Array;
-use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampMillisecondType, UInt64Type};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-use common::REJECT_CODES;
+use common::{REJECT_CODES, Row, read_rows as rows};
 
 /// 2024-05-01T00:00:00Z in seconds and milliseconds.
 const T0_S: i64 = 1_714_521_600;
@@ -304,18 +300,7 @@ fn rejected(out: &Path) -> Vec<Rej> {
     v
 }
 
-/// One result row: event_type, dimension, value, window, start, end, unique_users, events.
-type Row = (
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    i64,
-    i64,
-    u64,
-    u64,
-);
-
+/// A hand-written expected row.
 fn row(
     et: &str,
     dim: Option<(&str, &str)>,
@@ -325,67 +310,16 @@ fn row(
     u: u64,
     e: u64,
 ) -> Row {
-    (
-        et.into(),
-        dim.map(|d| d.0.to_string()),
-        dim.map(|d| d.1.to_string()),
-        window.into(),
-        start,
-        end,
-        u,
-        e,
-    )
-}
-
-/// All rows of all `part-*.parquet` files, sorted.
-fn rows(out: &Path) -> Vec<Row> {
-    let mut files: Vec<PathBuf> = fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            n.starts_with("part-") && n.ends_with(".parquet")
-        })
-        .collect();
-    files.sort();
-    let mut rows = Vec::new();
-    for f in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let b = batch.unwrap();
-            let col = |n: &str| {
-                b.column_by_name(n)
-                    .unwrap_or_else(|| panic!("no column {n}"))
-            };
-            let st = |n: &str| col(n).as_string::<i32>().clone();
-            let (et, dim, val, win) =
-                (st("event_type"), st("dimension"), st("value"), st("window"));
-            let ts = |n: &str| col(n).as_primitive::<TimestampMillisecondType>().clone();
-            let (start, end) = (ts("window_start"), ts("window_end"));
-            let u = |n: &str| col(n).as_primitive::<UInt64Type>().clone();
-            let (uu, ev) = (u("unique_users"), u("events"));
-            let opt = |a: &arrow_array::StringArray, i: usize| {
-                (!a.is_null(i)).then(|| a.value(i).to_string())
-            };
-            for i in 0..b.num_rows() {
-                rows.push((
-                    et.value(i).to_string(),
-                    opt(&dim, i),
-                    opt(&val, i),
-                    win.value(i).to_string(),
-                    start.value(i),
-                    end.value(i),
-                    uu.value(i),
-                    ev.value(i),
-                ));
-            }
-        }
+    Row {
+        event_type: et.into(),
+        dimension: dim.map(|d| d.0.to_string()),
+        value: dim.map(|d| d.1.to_string()),
+        window: window.into(),
+        start_ms: start,
+        end_ms: end,
+        unique_users: u,
+        events: e,
     }
-    rows.sort();
-    rows
 }
 
 // ───────────────────────────── writing inputs ─────────────────────────────
