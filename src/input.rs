@@ -217,7 +217,7 @@ fn map(path: &Path) -> Result<Mmap> {
 
 /// Splits a zstd file into its frames. `None` if the file does not end on a frame boundary (it is
 /// truncated or corrupt): then it is decoded as a stream, which finds the exact failing offset.
-fn frames(data: &[u8]) -> Option<Vec<(usize, usize)>> {
+pub(crate) fn frames(data: &[u8]) -> Option<Vec<(usize, usize)>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < data.len() {
@@ -231,7 +231,7 @@ fn frames(data: &[u8]) -> Option<Vec<(usize, usize)>> {
     Some(out)
 }
 
-fn decode_frame(frame: &[u8]) -> std::io::Result<Vec<u8>> {
+pub(crate) fn decode_frame(frame: &[u8]) -> std::io::Result<Vec<u8>> {
     if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(frame)
         && n <= (1 << 30)
     {
