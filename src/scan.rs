@@ -84,31 +84,18 @@ pub(crate) fn fields<'a>(
         i: 0,
     };
     s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if s.peek() == Some(b'}') {
-        s.i += 1;
-    } else {
-        loop {
-            let key = s.string()?;
-            s.ws();
-            s.eat(b':')?;
-            s.ws();
-            let k = key.as_bytes();
-            let sig = signature(k);
-            let slot = (0..fields.len()).find(|&i| sigs[i] == sig && *names[i] == *k);
-            match slot {
-                Some(slot) => fields[slot] = Some(s.field()?),
-                None => s.skip_value(1)?,
-            }
-            s.ws();
-            match s.next()? {
-                b',' => s.ws(),
-                b'}' => break,
-                _ => return None,
-            }
-        }
+    if s.peek() != Some(b'{') {
+        return None;
     }
+    s.list(b'}', |s| {
+        let k = s.member_name()?.as_bytes();
+        let sig = signature(k);
+        match (0..fields.len()).find(|&i| sigs[i] == sig && *names[i] == *k) {
+            Some(slot) => fields[slot] = Some(s.field()?),
+            None => s.skip_value(1)?,
+        }
+        Some(())
+    })?;
     s.ws();
     (s.i == line.len()).then_some(())
 }
@@ -231,46 +218,44 @@ impl<'a> Scanner<'a> {
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
-            b'{' => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
-                    return Some(());
-                }
-                loop {
-                    self.string()?;
-                    self.ws();
-                    self.eat(b':')?;
-                    self.ws();
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.next()? {
-                        b',' => self.ws(),
-                        b'}' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Some(());
-                }
-                loop {
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.next()? {
-                        b',' => self.ws(),
-                        b']' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
+            b'{' => self.list(b'}', |s| {
+                s.member_name()?;
+                s.skip_value(depth + 1)
+            }),
+            b'[' => self.list(b']', |s| s.skip_value(depth + 1)),
             _ => None,
         }
+    }
+
+    /// An object's or array's items: `self.i` is at the opening bracket; `item` reads one item
+    /// (for an object: a member name, then its value), the commas and `close` are checked here.
+    #[inline]
+    fn list(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(close) {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            item(self)?;
+            self.ws();
+            match self.next()? {
+                b',' => self.ws(),
+                c if c == close => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A member's name and the colon after it; leaves `self.i` at the value.
+    #[inline]
+    fn member_name(&mut self) -> Option<&'a str> {
+        let name = self.string()?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(name)
     }
 }
 
