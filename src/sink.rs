@@ -174,6 +174,21 @@ impl PartWriter {
             // makes the file larger than plain encoding under zstd (1M bench file: 2.90 → 2.78 MB).
             .set_column_dictionary_enabled("unique_users".into(), false)
             .set_column_dictionary_enabled("events".into(), false)
+            // Rows are sorted by window spec and start, so min/max of the key columns span
+            // nearly everything in every row group and skip nothing; computing them compared every
+            // string (abacus bench, Parquet encode: ~5.4 → ~5.9 M rows/s without them).
+            .set_column_statistics_enabled(
+                "event_type".into(),
+                parquet::file::properties::EnabledStatistics::None,
+            )
+            .set_column_statistics_enabled(
+                "dimension".into(),
+                parquet::file::properties::EnabledStatistics::None,
+            )
+            .set_column_statistics_enabled(
+                "value".into(),
+                parquet::file::properties::EnabledStatistics::None,
+            )
             .build();
         PartWriter {
             dir: dir.to_path_buf(),
