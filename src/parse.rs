@@ -141,6 +141,16 @@ pub const MAX_FIELDS: usize = 64;
 /// Up to this many distinct fields, their values are gathered in a stack array.
 const FAST_FIELDS: usize = 16;
 
+/// Which of `names` (with `sigs[i] = signature(names[i])`) a member named `key` is, if any. Both
+/// parse paths find their fields with it.
+#[inline]
+pub(crate) fn field_slot(names: &[Box<[u8]>], sigs: &[u64], key: &[u8]) -> Option<usize> {
+    let sig = signature(key);
+    sigs.iter()
+        .zip(names)
+        .position(|(&s, name)| s == sig && **name == *key)
+}
+
 /// A cheap filter before comparing a key with a field name: length, first and last byte.
 #[inline]
 pub(crate) fn signature(name: &[u8]) -> u64 {
@@ -407,7 +417,7 @@ impl Parser {
             Ok(()) => {
                 let root = tape.as_value();
                 match root.as_object() {
-                    None => Err(Reject::NotObject(type_name(root.value_type()))),
+                    None => Err(Reject::NotObject(field_of(root).type_name())),
                     Some(obj) => {
                         if n <= FAST_FIELDS {
                             // The common case: a small array on the stack, nothing to clear beyond it.
@@ -436,13 +446,10 @@ impl Parser {
         obj: &simd_json::tape::Object<'t, 'i>,
         fields: &mut [Option<Field<'i>>],
     ) {
+        let n = fields.len();
         for (k, v) in obj.iter() {
-            let k = k.as_bytes();
-            let sig = signature(k);
-            for (i, name) in self.names[..fields.len()].iter().enumerate() {
-                if self.sigs[i] == sig && **name == *k {
-                    fields[i] = Some(field_of(v));
-                }
+            if let Some(i) = field_slot(&self.names[..n], &self.sigs[..n], k.as_bytes()) {
+                fields[i] = Some(field_of(v));
             }
         }
     }
@@ -626,22 +633,6 @@ fn field_of<'i>(v: Value<'_, 'i>) -> Field<'i> {
             (None, Some(u)) => Field::UInt(u),
             (None, None) => Field::Float(v.cast_f64().unwrap_or(f64::NAN)),
         },
-    }
-}
-
-fn type_name(t: simd_json::ValueType) -> &'static str {
-    match t {
-        simd_json::ValueType::Null => "null",
-        simd_json::ValueType::Bool => "boolean",
-        simd_json::ValueType::I64
-        | simd_json::ValueType::U64
-        | simd_json::ValueType::I128
-        | simd_json::ValueType::U128
-        | simd_json::ValueType::F64 => "number",
-        simd_json::ValueType::String => "string",
-        simd_json::ValueType::Array => "array",
-        simd_json::ValueType::Object => "object",
-        _ => "value",
     }
 }
 

@@ -13,7 +13,7 @@
 //! rule and every value stays simd-json's; the scanner only has to be right about the lines it
 //! accepts, which `tests/fuzz_parse.rs` checks against the simd-json path line by line.
 
-use crate::parse::signature;
+use crate::parse::field_slot;
 
 /// The value of one configured field, as the extraction code needs it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,9 +88,8 @@ pub(crate) fn fields<'a>(
         return None;
     }
     s.list(b'}', |s| {
-        let k = s.member_name()?.as_bytes();
-        let sig = signature(k);
-        match (0..fields.len()).find(|&i| sigs[i] == sig && *names[i] == *k) {
+        let n = fields.len();
+        match field_slot(&names[..n], &sigs[..n], s.member_name()?.as_bytes()) {
             Some(slot) => fields[slot] = Some(s.field()?),
             None => s.skip_value(1)?,
         }
@@ -296,6 +295,7 @@ fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::signature;
 
     fn scan(line: &str, names: &[&str]) -> Option<Vec<Option<String>>> {
         let names: Vec<Box<[u8]>> = names.iter().map(|n| n.as_bytes().into()).collect();

@@ -454,26 +454,19 @@ impl PartitionState {
         let mut total = [None; GROUPS];
         let share = self.groups.len() <= GROUPS;
         for (i, (&key, &kh)) in ids.iter().zip(hashes).enumerate() {
-            if share && shares_total(same_as_total, i) {
-                let entry = &mut self.keys[key as usize];
-                for (g, group) in self.groups.iter().enumerate() {
-                    bump(
-                        entry,
-                        &self.windows,
-                        group,
-                        &mut self.pending,
-                        key,
-                        panes[g],
-                        total[g],
-                    );
+            // A key that shares key 0's pane sets has no entry of its own: it takes key 0's
+            // outcome (`share` guarantees `total` covers every group).
+            let own = if share && shares_total(same_as_total, i) {
+                None
+            } else {
+                let found = self.table.find_or_insert(user, kh, key);
+                if found.fresh {
+                    self.keys[key as usize].refs += 1;
                 }
-                continue;
-            }
-            let found = self.table.find_or_insert(user, kh, key);
-            if found.fresh {
-                self.keys[key as usize].refs += 1;
-            }
-            let (sets, was_spilled) = self.table.sets_mut(found.slot);
+                Some(found.slot)
+            };
+            let mut sets = own.map(|slot| self.table.sets_mut(slot));
+            let was_spilled = sets.as_ref().is_some_and(|(_, spilled)| *spilled);
             let mut spilled = was_spilled;
             let entry = &mut self.keys[key as usize];
             for (g, group) in self.groups.iter().enumerate() {
@@ -481,14 +474,17 @@ impl PartitionState {
                     Some(&p) => p,
                     None => t.div_euclid(group.width),
                 };
-                let neighbours = insert_pane(
-                    &mut sets[g],
-                    &mut spilled,
-                    &mut self.spill,
-                    (user, key, g as u8),
-                    p,
-                    group.dead_below,
-                );
+                let neighbours = match sets.as_mut() {
+                    None => total[g],
+                    Some((sets, _)) => insert_pane(
+                        &mut sets[g],
+                        &mut spilled,
+                        &mut self.spill,
+                        (user, key, g as u8),
+                        p,
+                        group.dead_below,
+                    ),
+                };
                 if i == 0 && g < GROUPS {
                     total[g] = neighbours;
                 }
@@ -502,8 +498,11 @@ impl PartitionState {
                     neighbours,
                 );
             }
-            if spilled && !was_spilled {
-                self.table.mark_spilled(found.slot);
+            if let Some(slot) = own
+                && spilled
+                && !was_spilled
+            {
+                self.table.mark_spilled(slot);
             }
         }
     }
