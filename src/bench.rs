@@ -161,7 +161,8 @@ pub fn count_all(w: &Workload, events: &[(Event, usize, usize)], keys: &[u64]) -
 /// Stage: Arrow + Parquet encoding of `rows` result rows into a file in `dir`.
 pub fn encode_parquet(dir: &Path, rows: usize) -> Result<()> {
     let mut b = crate::sink::RowsBuilder::default();
-    let mut w = crate::sink::PartWriter::new(dir, 0);
+    let out = crate::outdir::OutDir::create(&dir.join("parquet-stage"), true)?;
+    let mut w = crate::sink::PartWriter::new(&out.path, std::sync::Arc::clone(&out.manifest), 0);
     let types = ["email_open", "email_click", "page_view", "order_placed"];
     let dims = [None, Some("provider"), Some("campaign"), Some("browser")];
     for i in 0..rows {

@@ -181,7 +181,7 @@ pub fn write(
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::output(&tmp, e))?;
     drop(f);
-    crate::sink::commit(&tmp, &path)?;
+    crate::outdir::commit(&tmp, &path)?;
     for (_, old) in list(dir)?.into_iter().skip(KEEP) {
         let _ = std::fs::remove_file(old);
     }

@@ -39,6 +39,10 @@ pub enum Error {
     #[error("{0}")]
     Checkpoint(String),
 
+    /// `--resume` was refused: nothing in the out dir was touched (exit code 2).
+    #[error("{0}")]
+    Resume(String),
+
     /// Stopped by a signal after a final checkpoint.
     #[error("{0}")]
     Interrupted(String),
@@ -48,7 +52,7 @@ impl Error {
     /// Exit codes are part of the interface (README, "Exit codes").
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Usage(_) => 2,
+            Error::Config(_) | Error::Usage(_) | Error::Resume(_) => 2,
             Error::InputProblems(_) => 3,
             Error::Interrupted(_) => 130,
             _ => 1,

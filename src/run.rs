@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::input::{self, Block, InputFile, SourceMsg};
+use crate::outdir::{self, OutDir};
 use crate::parse::{Event, KeyStrings, Parser, Reject};
 use crate::sink::{PartWriter, RowsBuilder, SideWriter};
 use crate::state::{Fired, Outcome, PartitionState, partition_of};
@@ -332,6 +333,7 @@ enum SinkMsg {
 
 struct Engine<'a> {
     config: &'a Config,
+    outdir: &'a OutDir,
     files: &'a [InputFile],
     out: PathBuf,
     pool: rayon::ThreadPool,
@@ -593,6 +595,9 @@ impl Engine<'_> {
         self.rejected.finish()?;
 
         let mut w = crate::checkpoint::Writer::default();
+        // Which run, and the files it had committed: checked against --out before a resume.
+        w.str(&self.outdir.manifest.run_id());
+        outdir::encode_entries(&self.outdir.manifest.committed_files(), &mut w);
         w.u64(next.file as u64);
         w.u64(next.offset);
         w.u64(next.line);
@@ -664,6 +669,7 @@ impl Engine<'_> {
     /// Restores the state saved by [`Engine::checkpoint`]; returns where to continue reading.
     fn restore(&mut self, payload: &[u8]) -> Result<(Position, usize)> {
         let mut r = crate::checkpoint::Reader::new(payload);
+        let _ = checkpoint_identity(&mut r)?;
         let next = Position {
             file: r.u64()? as usize,
             offset: r.u64()?,
@@ -725,49 +731,100 @@ impl Engine<'_> {
     }
 }
 
-/// What a resumed run must not find in the out dir: everything written after the checkpoint.
-fn discard_after_checkpoint(
-    out: &Path,
-    next_part: usize,
-    late_index: u64,
-    rejected_index: u64,
-) -> Result<()> {
-    let remove = |p: &Path| -> Result<()> {
-        match std::fs::remove_file(p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::output(p, e)),
-        }
-    };
-    let index_of = |name: &str, prefix: &str, suffix: &str| -> Option<u64> {
-        name.strip_prefix(prefix)?
-            .strip_suffix(suffix)?
-            .parse()
-            .ok()
-    };
-    for (dir, prefix, suffix, first) in [
-        (out.to_path_buf(), "part-", ".parquet", next_part as u64),
-        (out.join("late"), "late-", ".ndjson.zst", late_index),
-        (
-            out.join("rejected"),
-            "rejected-",
-            ".ndjson.zst",
-            rejected_index,
-        ),
-    ] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let stale = name.ends_with(".tmp")
-                || index_of(&name, prefix, suffix).is_some_and(|i| i >= first);
-            if stale {
-                remove(&e.path())?;
+/// The directories a run writes, opened and locked, and the checkpoint it resumes from.
+struct Opened {
+    out: OutDir,
+    /// Held for the run's life so no second run shares the checkpoint directory.
+    _checkpoint_lock: Option<outdir::DirLock>,
+    loaded: Option<crate::checkpoint::Loaded>,
+    warnings: Vec<String>,
+    /// Resuming a run that had finished: its summary, nothing left to do.
+    finished: Option<Summary>,
+}
+
+/// Locks `--checkpoint-dir` and `--out`. A fresh run starts an empty out dir (or replaces an
+/// earlier run's files with `--overwrite`); a resume is checked completely — the checkpoint's
+/// config and inputs, and that `--out` holds exactly the files it had committed — before anything
+/// in the out dir is touched.
+fn open_dirs(opts: &RunOptions, fingerprint: u64) -> Result<Opened> {
+    let checkpoint_lock = match &opts.checkpoint_dir {
+        Some(dir) => {
+            if !opts.resume {
+                std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
             }
+            if !dir.is_dir() {
+                return Err(Error::Resume(format!(
+                    "--checkpoint-dir {} does not exist; run without --resume to start over",
+                    dir.display()
+                )));
+            }
+            Some(outdir::DirLock::acquire(dir, "--checkpoint-dir")?)
         }
+        None => None,
+    };
+    if !opts.resume {
+        let out = OutDir::create(&opts.out, opts.overwrite)?;
+        if let Some(dir) = &opts.checkpoint_dir {
+            for (_, old) in crate::checkpoint::list(dir)? {
+                std::fs::remove_file(&old).map_err(|e| Error::output(&old, e))?;
+            }
+            crate::checkpoint::clean_tmp(dir);
+        }
+        return Ok(Opened {
+            out,
+            _checkpoint_lock: checkpoint_lock,
+            loaded: None,
+            warnings: Vec::new(),
+            finished: None,
+        });
     }
-    remove(&out.join("_summary.json"))
+    let dir = opts.checkpoint_dir.as_ref().ok_or_else(|| {
+        Error::Usage(
+            "--resume needs --checkpoint-dir DIR (the one the interrupted run used)".into(),
+        )
+    })?;
+    let (found, warnings) = crate::checkpoint::newest(dir)?;
+    let found = found.ok_or_else(|| {
+        Error::Resume(format!(
+            "no usable checkpoint in {}{}; run without --resume to start over",
+            dir.display(),
+            if warnings.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", warnings.join("; "))
+            }
+        ))
+    })?;
+    if found.fingerprint != fingerprint {
+        return Err(Error::Resume(format!(
+            "cannot resume: {} was taken with another config or input list (the files, their order or their sizes differ). \
+Resume with exactly the same inputs and config, or run without --resume (and --overwrite) to start over",
+            found.path.display()
+        )));
+    }
+    let (run_id, committed) =
+        checkpoint_identity(&mut crate::checkpoint::Reader::new(&found.payload))?;
+    let out = OutDir::resume(&opts.out, &run_id, &committed, found.complete)?;
+    crate::checkpoint::clean_tmp(dir);
+    let finished = if found.complete {
+        out.finished_summary()
+    } else {
+        None
+    };
+    Ok(Opened {
+        out,
+        _checkpoint_lock: checkpoint_lock,
+        loaded: Some(found),
+        warnings,
+        finished,
+    })
+}
+
+/// The run id and committed files a checkpoint payload starts with (see [`Engine::checkpoint`]).
+fn checkpoint_identity(r: &mut crate::checkpoint::Reader) -> Result<(String, Vec<outdir::Entry>)> {
+    let run_id = r.string()?;
+    let committed = outdir::decode_entries(r)?;
+    Ok((run_id, committed))
 }
 
 /// Identifies a run: the config (with its lookup files) and the input list with sizes.
@@ -784,48 +841,6 @@ fn fingerprint(config: &Config, files: &[InputFile]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(text.as_bytes())
 }
 
-fn prepare_out_dir(out: &Path, overwrite: bool) -> Result<()> {
-    if out.exists() && !out.is_dir() {
-        return Err(Error::Usage(format!(
-            "--out {}: exists and is not a directory",
-            out.display()
-        )));
-    }
-    std::fs::create_dir_all(out).map_err(|e| Error::output(out, e))?;
-    let mut results = Vec::new();
-    for entry in std::fs::read_dir(out).map_err(|e| Error::output(out, e))? {
-        let entry = entry.map_err(|e| Error::output(out, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("part-")
-            || name.starts_with("_summary.json")
-            || name == "late"
-            || name == "rejected"
-        {
-            results.push(entry.path());
-        }
-    }
-    if results.is_empty() {
-        return Ok(());
-    }
-    if !overwrite {
-        return Err(Error::Usage(format!(
-            "--out {} already holds results ({} and {} more); pass --overwrite to replace them, or choose another directory",
-            out.display(),
-            results[0].display(),
-            results.len() - 1
-        )));
-    }
-    for p in results {
-        let r = if p.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-        r.map_err(|e| Error::output(&p, e))?;
-    }
-    Ok(())
-}
-
 pub fn run(opts: &RunOptions) -> Result<Summary> {
     let started = Instant::now();
     let config = Config::load(&opts.config)?;
@@ -834,56 +849,13 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
     let threads = opts.threads.max(1);
     let fingerprint = fingerprint(&config, &files);
 
-    // A resume is checked completely before anything in the out dir is touched.
-    let mut loaded = None;
-    let mut resume_warnings = Vec::new();
-    if opts.resume {
-        let dir = opts.checkpoint_dir.as_ref().ok_or_else(|| {
-            Error::Usage(
-                "--resume needs --checkpoint-dir DIR (the one the interrupted run used)".into(),
-            )
-        })?;
-        let (found, warnings) = crate::checkpoint::newest(dir)?;
-        resume_warnings = warnings;
-        let found = found.ok_or_else(|| {
-            Error::Checkpoint(format!(
-                "no usable checkpoint in {}{}; run without --resume to start over",
-                dir.display(),
-                if resume_warnings.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", resume_warnings.join("; "))
-                }
-            ))
-        })?;
-        if found.fingerprint != fingerprint {
-            return Err(Error::Usage(format!(
-                "cannot resume: {} was taken with another config or input list (the files, their order or their sizes differ). \
-Resume with exactly the same inputs and config, or run without --resume (and --overwrite) to start over",
-                found.path.display()
-            )));
-        }
-        if found.complete {
-            let summary_path = opts.out.join("_summary.json");
-            if let Ok(text) = std::fs::read_to_string(&summary_path)
-                && let Ok(summary) = serde_json::from_str::<Summary>(&text)
-            {
-                return Ok(summary);
-            }
-        }
-        loaded = Some(found);
-    } else {
-        prepare_out_dir(&opts.out, opts.overwrite)?;
-        if let Some(dir) = &opts.checkpoint_dir {
-            std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
-            for (_, old) in crate::checkpoint::list(dir)? {
-                std::fs::remove_file(&old).map_err(|e| Error::output(&old, e))?;
-            }
-        }
+    let opened = open_dirs(opts, fingerprint)?;
+    if let Some(summary) = opened.finished {
+        return Ok(summary);
     }
-    if let Some(dir) = &opts.checkpoint_dir {
-        crate::checkpoint::clean_tmp(dir);
-    }
+    let outdir = &opened.out;
+    let loaded = opened.loaded;
+    let resume_warnings = opened.warnings;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("abacus-{i}"))
@@ -935,6 +907,7 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
     let npieces = (threads * 2).max(2);
     let mut engine = Engine {
         config: &config,
+        outdir,
         files: &files,
         out: opts.out.clone(),
         pieces: (0..npieces)
@@ -968,8 +941,16 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
         pool,
         watermark: Watermark::new(&config.watermark),
         summary,
-        late: SideWriter::new(opts.out.join("late"), "late"),
-        rejected: SideWriter::new(opts.out.join("rejected"), "rejected"),
+        late: SideWriter::new(
+            opts.out.join(outdir::LATE_DIR),
+            Arc::clone(&outdir.manifest),
+            "late",
+        ),
+        rejected: SideWriter::new(
+            opts.out.join(outdir::REJECTED_DIR),
+            Arc::clone(&outdir.manifest),
+            "rejected",
+        ),
         sink: None,
         max_rejected: opts.max_rejected,
         progress,
@@ -996,12 +977,6 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
     let mut first_part = 0;
     if let Some(found) = &loaded {
         let (next, next_part) = engine.restore(&found.payload)?;
-        discard_after_checkpoint(
-            &opts.out,
-            next_part,
-            engine.late.index,
-            engine.rejected.index,
-        )?;
         start = next;
         first_part = next_part;
         engine
@@ -1031,12 +1006,13 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
     // Sink thread: Parquet encoding overlaps the counting of the next batch.
     let (sink_tx, sink_rx) = mpsc::sync_channel::<SinkMsg>(2);
     let out_dir = opts.out.clone();
+    let manifest = Arc::clone(&outdir.manifest);
     let specs = config.windows.specs.clone();
     let dims: Vec<String> = config.dimensions.iter().map(|d| d.name.clone()).collect();
     let sink_thread = std::thread::Builder::new()
         .name("abacus-sink".into())
         .spawn(move || -> Result<u64> {
-            let mut w = PartWriter::new(&out_dir, first_part);
+            let mut w = PartWriter::new(&out_dir, manifest, first_part);
             // Arrow columns are built here, off the main thread, from the shared key strings.
             let encode = |rows: &[OutRow], keys: &[Arc<KeyStrings>]| {
                 // Each key's strings, copied once into one local buffer: rows visit the keys in
@@ -1141,7 +1117,7 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
             partial.files = *files;
             partial.wall_s = started.elapsed().as_secs_f64();
             partial.warnings.push(e.to_string());
-            let _ = partial.write(&opts.out);
+            let _ = partial.write(&opts.out, &outdir.manifest);
         }
         return Err(e);
     }
@@ -1175,7 +1151,8 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
             )),
         });
     }
-    summary.write(&opts.out)?;
+    summary.complete = true;
+    summary.write(&opts.out, &outdir.manifest)?;
     engine.summary = summary.clone();
     engine.check_rejected(true)?;
     if !summary.corrupt_inputs.is_empty() && !opts.skip_corrupt_input {
@@ -1187,6 +1164,8 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
             ),
         });
     }
+    // Last of all: the marker that this directory is a complete, successful result.
+    outdir.mark_success()?;
     Ok(summary)
 }
 

@@ -1,6 +1,8 @@
 //! The sink stage: result rows as Arrow batches into Parquet part files, and the two side outputs
-//! (late events and rejected lines) as zstd NDJSON. Every file is written under a `.tmp` name and
-//! renamed when complete, so a reader never sees a half-written file.
+//! (late events and rejected lines) as zstd NDJSON. Every file is listed in the out dir's manifest
+//! before it is created, written under a hidden `.NAME.tmp` name, renamed when complete and then
+//! recorded with its checksum (`outdir`), so a reader never sees a half-written file and
+//! `--overwrite` / `--resume` know exactly what abacus wrote.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -15,6 +17,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
+use crate::outdir::{SharedManifest, commit, tmp_path};
 
 /// Rows per Parquet part file (a file closes at the first batch boundary past this).
 pub const ROWS_PER_FILE: usize = 1 << 20;
@@ -131,29 +134,10 @@ impl RowsBuilder {
     }
 }
 
-/// Makes `path` durable: fsync the file, rename it into place, fsync the directory.
-pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
-    File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::output(tmp, e))?;
-    std::fs::rename(tmp, path).map_err(|e| Error::output(path, e))?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
 /// Writes result batches into `part-NNNNN.parquet` files of about [`ROWS_PER_FILE`] rows.
 pub struct PartWriter {
     dir: PathBuf,
+    manifest: SharedManifest,
     next_index: usize,
     current: Option<(ArrowWriter<File>, PathBuf, usize)>,
     pub files: Vec<(PathBuf, usize)>,
@@ -161,7 +145,7 @@ pub struct PartWriter {
 }
 
 impl PartWriter {
-    pub fn new(dir: &Path, first_index: usize) -> PartWriter {
+    pub fn new(dir: &Path, manifest: SharedManifest, first_index: usize) -> PartWriter {
         // zstd level 1: output encoding is a real share of the run (2–5 rows per event), and level 1
         // compresses these dictionary-encoded columns nearly as well as 3. Chunk-level statistics
         // still let readers skip row groups by window_start, at a fraction of page-level cost.
@@ -192,6 +176,7 @@ impl PartWriter {
             .build();
         PartWriter {
             dir: dir.to_path_buf(),
+            manifest,
             next_index: first_index,
             current: None,
             files: Vec::new(),
@@ -210,6 +195,7 @@ impl PartWriter {
         if self.current.is_none() {
             let path = Self::part_path(&self.dir, self.next_index);
             self.next_index += 1;
+            self.manifest.intend(&path)?;
             let tmp = tmp_path(&path);
             let file = File::create(&tmp).map_err(|e| Error::output(&tmp, e))?;
             let writer =
@@ -243,6 +229,7 @@ impl PartWriter {
                 reason: e.to_string(),
             })?;
             commit(&tmp_path(&path), &path)?;
+            self.manifest.committed(&path)?;
             self.files.push((path, rows));
         }
         Ok(())
@@ -253,10 +240,11 @@ impl PartWriter {
     }
 }
 
-/// A zstd-compressed NDJSON side output (`late/`, `rejected/`): files `DIR/PREFIX-NNNNN.ndjson.zst`,
+/// A zstd-compressed NDJSON side output (`_late/`, `_rejected/`): files `DIR/PREFIX-NNNNN.ndjson.zst`,
 /// each created on first use; a checkpoint commits the open one and the next line starts a new file.
 pub struct SideWriter {
     dir: PathBuf,
+    manifest: SharedManifest,
     prefix: &'static str,
     /// Index of the file being (or next to be) written.
     pub index: u64,
@@ -266,9 +254,10 @@ pub struct SideWriter {
 }
 
 impl SideWriter {
-    pub fn new(dir: PathBuf, prefix: &'static str) -> SideWriter {
+    pub fn new(dir: PathBuf, manifest: SharedManifest, prefix: &'static str) -> SideWriter {
         SideWriter {
             dir,
+            manifest,
             prefix,
             index: 0,
             encoder: None,
@@ -293,6 +282,7 @@ impl SideWriter {
     pub fn line(&mut self, bytes: &[u8]) -> Result<()> {
         if self.encoder.is_none() {
             std::fs::create_dir_all(&self.dir).map_err(|e| Error::output(&self.dir, e))?;
+            self.manifest.intend(&self.path())?;
             let tmp = tmp_path(&self.path());
             let file = File::create(&tmp).map_err(|e| Error::output(&tmp, e))?;
             let enc = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, file), 3)
@@ -319,6 +309,7 @@ impl SideWriter {
                 w.flush().map_err(|e| Error::output(&tmp, e))?;
                 drop(w);
                 commit(&tmp, &path)?;
+                self.manifest.committed(&path)?;
                 self.index += 1;
                 Ok(Some(path))
             }

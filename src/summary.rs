@@ -10,6 +10,11 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
+    /// True when every input was read to its end; false when the run stopped early
+    /// (`--max-rejected` exceeded mid-way). `_SUCCESS` is written only beside a complete summary
+    /// of a run that exits 0.
+    #[serde(default)]
+    pub complete: bool,
     /// Non-empty input lines read.
     pub lines: u64,
     pub counted: u64,
@@ -53,13 +58,14 @@ impl Summary {
         self.lines == self.counted + self.duplicates + self.late + self.rejected
     }
 
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join("_summary.json");
-        let tmp = dir.join("_summary.json.tmp");
+    /// Writes `DIR/_summary.json` atomically, listed in the directory's manifest.
+    pub fn write(&self, dir: &Path, manifest: &crate::outdir::Manifest) -> Result<()> {
+        let path = dir.join(crate::outdir::SUMMARY);
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::output(&path, std::io::Error::other(e)))?;
-        std::fs::write(&tmp, text + "\n").map_err(|e| Error::output(&tmp, e))?;
-        crate::sink::commit(&tmp, &path)
+        manifest.intend(&path)?;
+        crate::outdir::write_atomic(&path, (text + "\n").as_bytes())?;
+        manifest.committed(&path)
     }
 
     /// The table printed at the end of a run.
@@ -87,14 +93,14 @@ impl Summary {
             "  late            {:>14}  {:>6.2}%{}\n",
             self.late,
             pct(self.late),
-            if self.late > 0 { "  → late/" } else { "" }
+            if self.late > 0 { "  → _late/" } else { "" }
         );
         s += &format!(
             "  rejected        {:>14}  {:>6.2}%{}\n",
             self.rejected,
             pct(self.rejected),
             if self.rejected > 0 {
-                "  → rejected/"
+                "  → _rejected/"
             } else {
                 ""
             }

@@ -86,7 +86,7 @@ fn summary(dir: &Path) -> serde_json::Value {
 
 /// The late side output: every `late-*.ndjson.zst`, in file order, decompressed and concatenated.
 fn late_lines(dir: &Path) -> Vec<u8> {
-    let Ok(entries) = std::fs::read_dir(dir.join("late")) else {
+    let Ok(entries) = std::fs::read_dir(dir.join("_late")) else {
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();

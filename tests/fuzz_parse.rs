@@ -767,7 +767,7 @@ fn binary_on_random_files_exits_0_and_balances() {
                 prop_assert_eq!(g("counted") + g("duplicates") + g("late"), accepted);
                 prop_assert_eq!(g("rejected"), want.len() as u64);
                 let mut got = Vec::new();
-                if let Ok(rd) = std::fs::read_dir(out.join("rejected")) {
+                if let Ok(rd) = std::fs::read_dir(out.join("_rejected")) {
                     let mut files: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).collect();
                     files.sort();
                     for f in files {

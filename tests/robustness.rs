@@ -261,7 +261,7 @@ struct Rej {
 
 fn rejected(out: &Path) -> Vec<Rej> {
     let mut v = Vec::new();
-    for line in side(out, "rejected").split(|&b| b == b'\n') {
+    for line in side(out, "_rejected").split(|&b| b == b'\n') {
         if line.is_empty() {
             continue;
         }
@@ -744,7 +744,7 @@ fn every_reject_reason_with_code_reason_line_offset_and_raw() {
     let mut want = want;
     want.sort();
     assert_eq!(rows(&out), want);
-    assert!(side(&out, "late").is_empty());
+    assert!(side(&out, "_late").is_empty());
 }
 
 // ───────────────────────────── line length ─────────────────────────────
@@ -1282,7 +1282,7 @@ fn max_rejected_count_leaves_the_file_it_names() {
         .arg("--max-rejected")
         .arg("5")
         .fails(3);
-    let named = out.join("rejected").join("rejected-00000.ndjson.zst");
+    let named = out.join("_rejected").join("rejected-00000.ndjson.zst");
     assert!(o.stderr.contains(&p(&named)), "{}", o.stderr);
     assert!(
         named.is_file(),
@@ -1938,7 +1938,7 @@ fn garbage_sprinkled_into_a_generated_workload_changes_nothing() {
     assert_eq!(c_clean.rejected, 0);
     let rows_clean = rows(&out_clean);
     assert!(rows_clean.len() > 1000);
-    let late_clean = side(&out_clean, "late");
+    let late_clean = side(&out_clean, "_late");
 
     for (input, threads) in [(&mixed_plain, 2), (&mixed_zst, 1)] {
         let out = d.path().join(format!(
@@ -1963,7 +1963,7 @@ fn garbage_sprinkled_into_a_generated_workload_changes_nothing() {
             input.display()
         );
         assert!(
-            side(&out, "late") == late_clean,
+            side(&out, "_late") == late_clean,
             "{}: late/ differs",
             input.display()
         );

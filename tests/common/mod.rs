@@ -1,5 +1,5 @@
 //! Shared helpers for the integration tests: run the `abacus` binary, read its Parquet output into
-//! plain sorted rows, read `_summary.json` and the `late/` and `rejected/` side files.
+//! plain sorted rows, read `_summary.json` and the `_late/` and `_rejected/` side files.
 //!
 //! `naive` holds the deliberately simple reference implementation of docs/SEMANTICS.md used by
 //! `tests/reference.rs`.
@@ -148,9 +148,9 @@ pub struct Output {
     pub rows: Vec<Row>,
     pub summary: serde_json::Value,
     pub counts: Counts,
-    /// The decompressed concatenation of `late/*.ndjson.zst`, in file-name order.
+    /// The decompressed concatenation of `_late/*.ndjson.zst`, in file-name order.
     pub late: Vec<u8>,
-    /// The reason of every record in `rejected/*.ndjson.zst` (file-name order, then line order),
+    /// The reason of every record in `_rejected/*.ndjson.zst` (file-name order, then line order),
     /// reduced to the contract's wording by [`reason_code`].
     pub rejected_reasons: Vec<String>,
     pub rejected_records: Vec<serde_json::Value>,
@@ -261,9 +261,9 @@ pub fn read_output(out: &Path) -> Output {
                 .clone()
         })
         .collect();
-    let late = read_side(out, "late");
+    let late = read_side(out, "_late");
     let mut rejected_records = Vec::new();
-    for line in read_side(out, "rejected").split(|&b| b == b'\n') {
+    for line in read_side(out, "_rejected").split(|&b| b == b'\n') {
         if line.is_empty() {
             continue;
         }
