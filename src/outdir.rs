@@ -344,6 +344,7 @@ fn delete_listed(dir: &Path, files: &[Entry]) -> Result<()> {
     }
     sync_dir(Some(dir));
     for e in files {
+        crate::failpoint::hit("overwrite-delete");
         remove(&dir.join(&e.path))?;
         remove(&dir.join(tmp_rel(&e.path)))?;
     }
@@ -484,6 +485,7 @@ impl OutDir {
                 .collect();
             delete_listed(dir, &later)?;
         }
+        let unchanged = files == m.files;
         let manifest = Manifest::new(
             dir,
             ManifestFile {
@@ -492,7 +494,9 @@ impl OutDir {
                 files,
             },
         );
-        manifest.save(&manifest.lock())?;
+        if !unchanged {
+            manifest.save(&manifest.lock())?;
+        }
         Ok(OutDir {
             path: dir.to_path_buf(),
             manifest,

@@ -1756,12 +1756,11 @@ fn out_dir_holding_results_needs_overwrite() {
     let second = write(d.path(), "second.ndjson", ev("b", T0_S, "click") + "\n");
     let out = d.path().join("out");
     run(&[&first], &cfg, &out).ok();
-    write(&out, "notes.txt", "mine");
     let before = fs::read(out.join("_summary.json")).unwrap();
 
     let o = run(&[&second], &cfg, &out).fails(2);
     assert!(
-        o.stderr.contains(&p(&out)) && o.stderr.contains("already holds results"),
+        o.stderr.contains(&p(&out)) && o.stderr.contains("results of an earlier abacus run"),
         "{}",
         o.stderr
     );
@@ -1772,15 +1771,12 @@ fn out_dir_holding_results_needs_overwrite() {
         "the old results are untouched"
     );
 
-    // --overwrite replaces every result (a stale part file and the old rejected/ too), nothing else
-    write(&out, "part-00099.parquet", "stale");
+    // --overwrite replaces every file of the earlier run (its _rejected/ too)
     run(&[&second], &cfg, &out).arg("--overwrite").ok();
-    assert!(!out.join("part-00099.parquet").exists());
     assert!(
-        !out.join("rejected").exists(),
-        "the old rejected/ is gone: this run rejected nothing"
+        !out.join("_rejected").exists(),
+        "the old _rejected/ is gone: this run rejected nothing"
     );
-    assert_eq!(fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
     assert_eq!(
         counts(&out),
         Counts {
@@ -1794,10 +1790,29 @@ fn out_dir_holding_results_needs_overwrite() {
         vec![row("click", None, "h", T0, T0 + HOUR, 1, 1)]
     );
 
-    // a directory with unrelated files only is fine
+    // a file abacus did not write makes both refuse, naming it, and stays
+    write(&out, "notes.txt", "mine");
+    write(&out, "part-00099.parquet", "not abacus's");
+    for extra in [None, Some("--overwrite")] {
+        let mut r = run(&[&second], &cfg, &out);
+        if let Some(a) = extra {
+            r = r.arg(a);
+        }
+        let o = r.fails(2);
+        assert!(
+            o.stderr.contains("notes.txt") && o.stderr.contains("part-00099.parquet"),
+            "{}",
+            o.stderr
+        );
+    }
+    assert_eq!(fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+    assert!(out.join("part-00099.parquet").exists());
+
+    // a directory with unrelated files only is refused too: the out dir is abacus's own
     let other = d.path().join("other");
     write(&other, "keep.txt", "x");
-    run(&[&first], &cfg, &other).ok();
+    let o = run(&[&first], &cfg, &other).fails(2);
+    assert!(o.stderr.contains("keep.txt"), "{}", o.stderr);
     assert!(other.join("keep.txt").exists());
 
     // --out naming a file
