@@ -475,9 +475,17 @@ fn load_lookup(path: &Path) -> std::result::Result<(Lookup, u64), String> {
         ..Lookup::default()
     };
     let mut interned: HashMap<Box<str>, u32> = HashMap::new();
-    for (i, rec) in reader.records().enumerate() {
-        let line = i + 2;
-        let rec = rec.map_err(|e| format!("{}: line {line}: {e}", path.display()))?;
+    // Line numbers come from the reader's position, not a record count: a quoted field may span
+    // several lines.
+    let mut rec = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(format!("{}: line {line}: {e}", path.display())),
+        }
+        let line = rec.position().map_or(line, |p| p.line());
         if rec.len() != 2 {
             return Err(format!(
                 "{}: line {line}: expected 2 columns (key,value), found {}",
@@ -514,6 +522,22 @@ fn load_lookup(path: &Path) -> std::result::Result<(Lookup, u64), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_errors_name_the_physical_line_after_a_quoted_newline() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l.csv");
+        // line 1 header, lines 2-3 one record with a quoted newline, line 4 a duplicate of line 2
+        std::fs::write(&p, "key,value\nm1,\"two\nlines\"\nm2,b\nm1,c\n").unwrap();
+        let e = load_lookup(&p).unwrap_err();
+        assert!(
+            e.contains("line 5") && e.contains("`m1` appears twice"),
+            "{e}"
+        );
+        std::fs::write(&p, "key,value\nm1,\"a\nb\"\nm2\n").unwrap();
+        let e = load_lookup(&p).unwrap_err();
+        assert!(e.contains("line 4"), "{e}");
+    }
 
     fn parse(text: &str) -> Result<Config> {
         Config::parse(Path::new("test.toml"), text)

@@ -19,8 +19,9 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Input { path: PathBuf, reason: String },
 
-    /// Writing results failed.
-    #[error("writing {path}: {source}")]
+    /// Writing results failed. The I/O error is the source: `{:#}` at the CLI edge prints it once
+    /// after the path (putting it in this message as well printed it twice).
+    #[error("writing {path}")]
     Output {
         path: PathBuf,
         #[source]

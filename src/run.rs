@@ -562,7 +562,7 @@ impl Engine<'_> {
         match exceeded {
             Some(msg) => Err(Error::InputProblems(format!(
                 "{msg}; stopped. The rejected lines and their reasons are in {}",
-                self.rejected.path().display()
+                self.rejected.written_path().display()
             ))),
             None => Ok(()),
         }

@@ -274,6 +274,17 @@ impl SideWriter {
         Self::file_path(&self.dir, self.prefix, self.index)
     }
 
+    /// The file holding the latest line: the open one, else the last committed one (a message
+    /// that points at the side output must name a file that exists).
+    pub fn written_path(&self) -> PathBuf {
+        let index = if self.encoder.is_none() && self.index > 0 {
+            self.index - 1
+        } else {
+            self.index
+        };
+        Self::file_path(&self.dir, self.prefix, index)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

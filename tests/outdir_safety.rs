@@ -1,7 +1,7 @@
 //! The output directory is abacus's own (issue: never destroy data, never report a wrong result as
 //! success). Each test is one way an unlucky user lost data or got a wrong result with exit 0:
 //! `--overwrite` deleting files abacus did not write, two runs into one `--out`, a `--resume` into
-//! another or emptied out dir, a kill during the `--overwrite` cleanup.
+//! another or emptied out dir, a kill during the `--overwrite` cleanup, a full disk.
 
 mod common;
 
@@ -405,4 +405,36 @@ fn a_kill_during_the_overwrite_cleanup_leaves_no_complete_looking_result() {
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         assert!(out.join("_SUCCESS").exists());
     }
+}
+
+#[test]
+fn a_full_disk_fails_with_one_clear_message_and_no_marker() {
+    // A small tmpfs is the only honest full disk; it needs root (CI and the dev machines run as
+    // root). Where mounting is not allowed the test says so and checks nothing.
+    let s = Scratch::new();
+    let mnt = s.path("full");
+    fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample.ndjson.zst");
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/abacus.toml");
+    let out = mnt.join("o");
+    let o = run(&sample, &cfg, &out, &[]);
+    let err = stderr(&o);
+    let marker = out.join("_SUCCESS").exists() || out.join("_summary.json").exists();
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert!(!marker, "no _SUCCESS or _summary.json after a failed write");
+    assert_eq!(code(&o), 1, "{err}");
+    assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
+    assert!(
+        err.contains(&out.display().to_string()),
+        "names the file: {err}"
+    );
 }

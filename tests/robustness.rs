@@ -1254,6 +1254,15 @@ fn max_rejected_count_and_percentage() {
         "{}",
         o.stderr
     );
+    // the file the message names exists (it used to name the next, never written, file)
+    let named = out("p25")
+        .join("_rejected")
+        .join("rejected-00000.ndjson.zst");
+    assert!(
+        o.stderr.contains(&p(&named)) && named.is_file(),
+        "{}",
+        o.stderr
+    );
     // a percentage is only known at the end: the results and the side file are complete
     assert_eq!(counts(&out("p25")).rejected, 6);
     assert_eq!(rejected(&out("p25")).len(), 6);
