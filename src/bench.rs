@@ -288,6 +288,7 @@ pub fn run_bench(dir: &Path, events: u64, threads: &[usize]) -> Result<BenchRepo
             checkpoint_every: crate::run::CheckpointEvery::default(),
             resume: false,
             batch_bytes: crate::run::BATCH_BYTES,
+            memory_limit: None,
         };
         let (summary, s) = time(|| crate::run::run(&opts));
         let summary = summary?;

@@ -103,6 +103,12 @@ pub struct RunArgs {
     #[arg(long, requires = "checkpoint_dir")]
     pub resume: bool,
 
+    /// Stop once the process holds more memory than this (512M, 8G): checked between batches
+    /// against the process's resident anonymous memory; with --checkpoint-dir a checkpoint is
+    /// taken first, so the run can be resumed on a larger machine. Default: no limit.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<crate::memory::ByteSize>,
+
     /// Decoded input bytes per batch (advanced). Checkpoints and window firing happen at batch
     /// boundaries; results are identical for every value.
     #[arg(long, value_name = "BYTES", default_value_t = crate::run::BATCH_BYTES, hide_short_help = true)]

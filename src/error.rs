@@ -44,6 +44,10 @@ pub enum Error {
     #[error("{0}")]
     Resume(String),
 
+    /// The run held more memory than `--memory-limit` allows (exit code 1).
+    #[error("{0}")]
+    MemoryLimit(String),
+
     /// Stopped by a signal after a final checkpoint.
     #[error("{0}")]
     Interrupted(String),

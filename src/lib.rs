@@ -20,6 +20,7 @@ pub mod error;
 pub mod failpoint;
 pub mod generate;
 pub mod input;
+pub mod memory;
 pub mod outdir;
 pub mod parse;
 pub mod run;

@@ -42,6 +42,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 checkpoint_every: args.checkpoint_every.unwrap_or_default(),
                 resume: args.resume,
                 batch_bytes: args.batch_size,
+                memory_limit: args.memory_limit,
             };
             let summary = run(&opts)?;
             if !args.quiet {

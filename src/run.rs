@@ -76,6 +76,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// Decoded bytes per batch (default [`BATCH_BYTES`]). Results do not depend on it.
     pub batch_bytes: usize,
+    /// Stop (after a checkpoint, if enabled) once the process holds more than this.
+    pub memory_limit: Option<crate::memory::ByteSize>,
 }
 
 /// How often to checkpoint: after a wall-clock interval or a number of input lines (checked at batch
@@ -345,6 +347,9 @@ struct Engine<'a> {
     rejected: SideWriter,
     sink: Option<mpsc::SyncSender<SinkMsg>>,
     max_rejected: Option<MaxRejected>,
+    memory_limit: Option<crate::memory::ByteSize>,
+    /// The process's memory after the last batch (see `memory`).
+    memory: u64,
     progress: Option<indicatif::ProgressBar>,
     done_bytes: u64,
     checkpoints: Option<Checkpoints>,
@@ -449,8 +454,11 @@ impl Engine<'_> {
         }
         self.emit_fired()?;
         self.check_rejected(false)?;
-        let state: usize = self.parts.iter().map(|p| p.heap).sum();
-        self.summary.peak_state_bytes = self.summary.peak_state_bytes.max(state as u64);
+        let state = self.parts.iter().map(|p| p.heap).sum::<usize>() as u64;
+        self.memory = crate::memory::anon_rss().unwrap_or(state);
+        let s = &mut self.summary;
+        s.counting_state_bytes = s.counting_state_bytes.max(state);
+        s.peak_state_bytes = s.peak_state_bytes.max(self.memory);
         let t4 = Instant::now();
         for (stage, d) in [
             ("parse", t1 - t0),
@@ -642,17 +650,26 @@ impl Engine<'_> {
     }
 
     /// After a batch: checkpoint when due, and stop (after a checkpoint) when a signal asked to.
+    /// Also stops, after a checkpoint when enabled, once the process holds more than
+    /// `--memory-limit` (checked here, between batches: one batch's growth can overshoot it).
     fn after_batch(&mut self, next: Position) -> Result<()> {
+        let over = self.memory_limit.filter(|l| self.memory > l.0);
         let Some(ck) = self.checkpoints.as_ref() else {
-            return Ok(());
+            return match over {
+                Some(limit) => Err(crate::memory::over_limit(self.memory, limit, false)),
+                None => Ok(()),
+            };
         };
         let interrupted = ck.interrupted.load(Ordering::Relaxed);
         let due = match ck.every {
             CheckpointEvery::Seconds(s) => ck.last_at.elapsed().as_secs_f64() >= s,
             CheckpointEvery::Lines(n) => self.summary.lines - ck.last_lines >= n,
         };
-        if due || interrupted {
+        if due || interrupted || over.is_some() {
             self.checkpoint(next, false)?;
+        }
+        if let Some(limit) = over {
+            return Err(crate::memory::over_limit(self.memory, limit, true));
         }
         if interrupted {
             let file = self.files.get(next.file).map_or_else(
@@ -953,6 +970,8 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
         ),
         sink: None,
         max_rejected: opts.max_rejected,
+        memory_limit: opts.memory_limit,
+        memory: 0,
         progress,
         done_bytes: 0,
         checkpoints: opts.checkpoint_dir.as_ref().map(|dir| Checkpoints {

@@ -33,7 +33,14 @@ pub struct Summary {
     pub watermark: Option<String>,
     pub wall_s: f64,
     pub events_per_s: f64,
+    /// Peak anonymous resident memory of the process (Linux `RssAnon`: heap, stacks, anonymous
+    /// maps — the counting state plus every buffer), sampled at each batch boundary. Elsewhere:
+    /// the counting-state estimate below.
     pub peak_state_bytes: u64,
+    /// Peak of the engine's estimate of its counting tables (dedup records, keys, pane sets): the
+    /// part that grows with distinct users and keys per open window.
+    #[serde(default)]
+    pub counting_state_bytes: u64,
     /// Checkpoints written by this process (the final one included) and the seconds spent on them.
     #[serde(default)]
     pub checkpoints: u64,
@@ -118,11 +125,12 @@ impl Summary {
             s += &format!("    {w:<22}{n:>10}\n");
         }
         s += &format!(
-            "  time            {:>13.2}s  {:.0} events/s on {} thread(s), peak state {:.1} MiB\n",
+            "  time            {:>13.2}s  {:.0} events/s on {} thread(s), peak memory {:.1} MiB (counting state {:.1} MiB)\n",
             self.wall_s,
             self.events_per_s,
             self.threads,
-            self.peak_state_bytes as f64 / (1024.0 * 1024.0)
+            self.peak_state_bytes as f64 / (1024.0 * 1024.0),
+            self.counting_state_bytes as f64 / (1024.0 * 1024.0)
         );
         for w in self.warnings.iter().chain(&self.corrupt_inputs) {
             s += &format!("  warning: {w}\n");
