@@ -1226,3 +1226,42 @@ fn output_schema_and_summary_keys() {
     }
     assert_eq!(out.summary["rows"].as_u64(), Some(2));
 }
+
+#[test]
+fn the_out_dir_shows_readers_only_rows() {
+    // Output: everything that is not a part file starts with `_` or `.`; _SUCCESS after exit 0.
+    let cfg = format!("{FIELDS}\n{HOURLY}");
+    let input = ndjson(&[
+        r#"{"u":"a","t":1714521600000,"e":"x"}"#,
+        "not json",
+        r#"{"u":"a","t":1714600000000,"e":"x"}"#,
+        r#"{"u":"b","t":1714521600001,"e":"x"}"#,
+    ]);
+    let s = common::Scratch::new();
+    let cfg = s.write("c.toml", format!("{cfg}\n[watermark]\ninterval = 1\nsample = 1\nallowed_lateness = \"0s\"\nmax_out_of_orderness = \"0s\"\n"));
+    let inp = s.write("in.ndjson", input);
+    let out = s.run(&[inp], &cfg, 1);
+    assert_eq!(out.counts, counts(4, 2, 0, 1, 1), "one late, one rejected");
+    let mut names: Vec<String> = std::fs::read_dir(&out.out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for n in &names {
+        assert!(
+            (n.starts_with("part-") && n.ends_with(".parquet"))
+                || n.starts_with('_')
+                || n.starts_with('.'),
+            "{n} in the out dir would be read as data: {names:?}"
+        );
+    }
+    for want in [
+        "_SUCCESS",
+        "_late",
+        "_manifest.json",
+        "_rejected",
+        "_summary.json",
+    ] {
+        assert!(names.iter().any(|n| n == want), "no {want}: {names:?}");
+    }
+}
