@@ -23,6 +23,7 @@ pub mod input;
 pub mod memory;
 pub mod outdir;
 pub mod parse;
+pub mod prefix_hash;
 pub mod run;
 mod scan;
 pub mod sink;

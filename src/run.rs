@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::input::{self, Block, InputFile, SourceMsg};
 use crate::outdir::{self, OutDir};
 use crate::parse::{Event, KeyStrings, Parser, Reject};
+use crate::prefix_hash::PrefixHash;
 use crate::sink::{PartWriter, RowsBuilder, SideWriter};
 use crate::state::{Fired, Outcome, PartitionState, partition_of};
 use crate::summary::Summary;
@@ -347,6 +348,8 @@ struct Engine<'a> {
     rejected: SideWriter,
     sink: Option<mpsc::SyncSender<SinkMsg>>,
     max_rejected: Option<MaxRejected>,
+    /// (file index, checksum of that file's decoded bytes consumed by the batches so far).
+    consumed: (usize, PrefixHash),
     memory_limit: Option<crate::memory::ByteSize>,
     /// The process's memory after the last batch (see `memory`).
     memory: u64,
@@ -393,10 +396,16 @@ impl Engine<'_> {
             start = end;
         }
         let t0 = Instant::now();
+        if self.consumed.0 != pos.file {
+            self.consumed = (pos.file, PrefixHash::default());
+        }
+        let (pieces, consumed) = (&mut self.pieces, &mut self.consumed.1);
         self.pool.install(|| {
-            self.pieces
-                .par_iter_mut()
-                .for_each(|pc| pc.parse(buf, nparts))
+            // The checksum of the file's bytes so far (checked on --resume) runs beside the parse.
+            rayon::join(
+                || pieces.par_iter_mut().for_each(|pc| pc.parse(buf, nparts)),
+                || consumed.update(buf),
+            )
         });
         let t1 = Instant::now();
 
@@ -603,9 +612,20 @@ impl Engine<'_> {
         self.rejected.finish()?;
 
         let mut w = crate::checkpoint::Writer::default();
-        // Which run, and the files it had committed: checked against --out before a resume.
+        // Which run, the files it had committed (checked against --out before a resume) and the
+        // checksum of the bytes consumed of the file it resumes in (checked as they are re-read).
         w.str(&self.outdir.manifest.run_id());
         outdir::encode_entries(&self.outdir.manifest.committed_files(), &mut w);
+        let prefix = match (next.offset, &self.consumed) {
+            (0, _) => PrefixHash::default(),
+            (n, (file, h)) if *file == next.file && h.len == n => h.clone(),
+            _ => {
+                return Err(Error::Checkpoint(format!(
+                    "internal error: the consumed-bytes checksum is not at the checkpoint position ({next:?}); please report this"
+                )));
+            }
+        };
+        prefix.encode(&mut w);
         w.u64(next.file as u64);
         w.u64(next.offset);
         w.u64(next.line);
@@ -686,12 +706,13 @@ impl Engine<'_> {
     /// Restores the state saved by [`Engine::checkpoint`]; returns where to continue reading.
     fn restore(&mut self, payload: &[u8]) -> Result<(Position, usize)> {
         let mut r = crate::checkpoint::Reader::new(payload);
-        let _ = checkpoint_identity(&mut r)?;
+        let identity = checkpoint_identity(&mut r)?;
         let next = Position {
             file: r.u64()? as usize,
             offset: r.u64()?,
             line: r.u64()?,
         };
+        self.consumed = (next.file, identity.prefix);
         let count = r.u64()?;
         let current = r.i64()?;
         let max_seen = r.i64()?;
@@ -819,9 +840,8 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
             found.path.display()
         )));
     }
-    let (run_id, committed) =
-        checkpoint_identity(&mut crate::checkpoint::Reader::new(&found.payload))?;
-    let out = OutDir::resume(&opts.out, &run_id, &committed, found.complete)?;
+    let id = checkpoint_identity(&mut crate::checkpoint::Reader::new(&found.payload))?;
+    let out = OutDir::resume(&opts.out, &id.run_id, &id.committed, found.complete)?;
     crate::checkpoint::clean_tmp(dir);
     let finished = if found.complete {
         out.finished_summary()
@@ -837,11 +857,21 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
     })
 }
 
-/// The run id and committed files a checkpoint payload starts with (see [`Engine::checkpoint`]).
-fn checkpoint_identity(r: &mut crate::checkpoint::Reader) -> Result<(String, Vec<outdir::Entry>)> {
-    let run_id = r.string()?;
-    let committed = outdir::decode_entries(r)?;
-    Ok((run_id, committed))
+/// What a checkpoint payload starts with (see [`Engine::checkpoint`]): checked before a resume
+/// touches anything.
+struct CheckpointIdentity {
+    run_id: String,
+    committed: Vec<outdir::Entry>,
+    /// Checksum of the decoded bytes of the resume file before the resume position.
+    prefix: PrefixHash,
+}
+
+fn checkpoint_identity(r: &mut crate::checkpoint::Reader) -> Result<CheckpointIdentity> {
+    Ok(CheckpointIdentity {
+        run_id: r.string()?,
+        committed: outdir::decode_entries(r)?,
+        prefix: PrefixHash::decode(r)?,
+    })
 }
 
 /// Identifies a run: the config (with its lookup files) and the input list with sizes.
@@ -970,6 +1000,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
         ),
         sink: None,
         max_rejected: opts.max_rejected,
+        consumed: (0, PrefixHash::default()),
         memory_limit: opts.memory_limit,
         memory: 0,
         progress,
