@@ -4,6 +4,7 @@
     python3 scripts/readme_examples.py               # run README.md's examples (part of `make test`)
     python3 scripts/readme_examples.py --self-test   # check that a broken example fails this script
     python3 scripts/readme_examples.py --list        # show what would run, run nothing
+    python3 scripts/readme_examples.py -v            # also show the output of blocks that pass
     python3 scripts/readme_examples.py --readme FILE [--only LINE[,LINE...]]
 
 What runs, decided by the fence's info string (its first word):
@@ -180,7 +181,7 @@ def ensure_sample() -> None:
         sys.exit("target/release/abacus missing: run `make run` (or `cargo build --release`) first")
 
 
-def run_readme(readme: Path, only: set[int] | None, list_only: bool = False) -> int:
+def run_readme(readme: Path, only: set[int] | None, list_only: bool = False, verbose: bool = False) -> int:
     blocks = extract(readme.read_text())
     name = readme.name if readme.parent == ROOT else str(readme)
     errors = check_langs(blocks, name)
@@ -211,6 +212,8 @@ def run_readme(readme: Path, only: set[int] | None, list_only: bool = False) -> 
             if ok:
                 passed += 1
                 print(f"ok   {name}:{b.line}: {b.lang} block ({time.perf_counter() - t:.1f}s)", flush=True)
+                if verbose:
+                    print(indent(out or "(no output)"), flush=True)
             else:
                 failed += 1
                 print(f"FAIL {name}:{b.line}: {b.lang} block failed ({time.perf_counter() - t:.1f}s)")
@@ -304,12 +307,13 @@ def main() -> int:
     ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
     ap.add_argument("--only", help="run only the blocks whose opening fence is at these lines (comma-separated)")
     ap.add_argument("--list", action="store_true", help="list the blocks and what would be done; run nothing")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show the output of blocks that pass too")
     ap.add_argument("--self-test", action="store_true", help="check that a broken example fails this script")
     args = ap.parse_args()
     if args.self_test:
         return self_test()
     only = {int(x) for x in args.only.split(",")} if args.only else None
-    return run_readme(args.readme.resolve(), only, args.list)
+    return run_readme(args.readme.resolve(), only, args.list, args.verbose)
 
 
 if __name__ == "__main__":
