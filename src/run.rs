@@ -829,7 +829,10 @@ fn prepare_out_dir(out: &Path, overwrite: bool) -> Result<()> {
 pub fn run(opts: &RunOptions) -> Result<Summary> {
     let started = Instant::now();
     let config = Config::load(&opts.config)?;
-    let paths = input::expand(&opts.inputs)?;
+    // abacus's own outputs are never read back as inputs.
+    let mut outputs = vec![opts.out.clone()];
+    outputs.extend(opts.checkpoint_dir.iter().cloned());
+    let paths = input::expand(&opts.inputs, &outputs)?;
     let files = input::open_all(&paths)?;
     let threads = opts.threads.max(1);
     let fingerprint = fingerprint(&config, &files);
@@ -1203,7 +1206,7 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
     let reader = std::thread::Builder::new()
         .name("abacus-reader".into())
         .spawn(move || {
-            reader_pool.install(|| input::read_all(&files, parallel_frames, skip_to, &tx))
+            reader_pool.install(|| input::read_all(&files, parallel_frames, skip_to, None, &tx))
         })
         .map_err(|e| Error::output(&opts.out, e))?;
 
