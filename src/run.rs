@@ -834,6 +834,15 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
     outputs.extend(opts.checkpoint_dir.iter().cloned());
     let paths = input::expand(&opts.inputs, &outputs)?;
     let files = input::open_all(&paths)?;
+    if opts.checkpoint_dir.is_some()
+        && let Some(pipe) = files.iter().find(|f| f.is_stream())
+    {
+        return Err(Error::Usage(format!(
+            "--checkpoint-dir cannot be used with piped input ({}): a pipe cannot be re-read on --resume; \
+write the stream to a file first, or run without checkpoints",
+            pipe.path.display()
+        )));
+    }
     let threads = opts.threads.max(1);
     let fingerprint = fingerprint(&config, &files);
 
@@ -1317,16 +1326,7 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
                 }
             }
         }
-        if !buf.is_empty() {
-            engine.batch(&buf, pos)?;
-            buf.clear();
-        }
-        // End of input: every window still open fires (partitions in parallel).
-        let parts = &mut engine.parts;
-        engine
-            .pool
-            .install(|| parts.par_iter_mut().for_each(|p| p.fire(None)));
-        engine.emit_fired()
+        Ok(())
     })();
     drop(rx);
     let read = reader.join().map_err(|_| Error::Output {
@@ -1334,5 +1334,17 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
         source: std::io::Error::other("the reader thread panicked"),
     })?;
     result?;
-    read
+    // A reader that failed (an input shrank, could not be read, or changed since the checkpoint)
+    // means the input is not complete: stop before the end-of-input firing and the summary.
+    read?;
+    if !buf.is_empty() {
+        engine.batch(&buf, pos)?;
+        buf.clear();
+    }
+    // End of input: every window still open fires (partitions in parallel).
+    let parts = &mut engine.parts;
+    engine
+        .pool
+        .install(|| parts.par_iter_mut().for_each(|p| p.fire(None)));
+    engine.emit_fired()
 }
