@@ -369,15 +369,23 @@ pub struct FileIdentity {
 pub fn identity(path: &Path) -> Result<FileIdentity> {
     const SAMPLES: u64 = 16;
     const SAMPLE_BYTES: u64 = 4096;
+    let not_regular = || {
+        Error::input(
+            path,
+            "not a regular file (a pipe or device): it has no identity to check on --resume",
+        )
+    };
+    // Checked before opening: opening a FIFO would wait for a writer.
+    let meta = std::fs::metadata(path).map_err(|e| Error::input(path, e.to_string()))?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular());
+    }
     let file = File::open(path).map_err(|e| Error::input(path, format!("cannot open: {e}")))?;
     let meta = file
         .metadata()
         .map_err(|e| Error::input(path, e.to_string()))?;
     if !meta.file_type().is_file() {
-        return Err(Error::input(
-            path,
-            "not a regular file (a pipe or device): it has no identity to check on --resume",
-        ));
+        return Err(not_regular());
     }
     let size = meta.len();
     let mut hasher = Xxh3::new();
@@ -1232,13 +1240,17 @@ fn decode_capped(frame: &[u8], cap: usize) -> Decoded {
     let mut out: Vec<u8> = Vec::with_capacity(cap + 1);
     let mut input = InBuffer::around(frame);
     loop {
-        let before = out.len();
+        let (before, used) = (out.len(), input.pos());
         let r = dctx.decompress_stream(&mut OutBuffer::around_pos(&mut out, before), &mut input);
         match r {
             Err(code) => return Decoded::Failed(zstd_safe::get_error_name(code).to_string()),
-            Ok(0) => return Decoded::Bytes(out),
+            Ok(0) => {
+                // Give back the capacity it did not need (a realloc that shrinks, usually in place).
+                out.shrink_to_fit();
+                return Decoded::Bytes(out);
+            }
             Ok(_) if out.len() > cap => return Decoded::TooBig,
-            Ok(_) if out.len() == before && input.pos() == frame.len() => {
+            Ok(_) if out.len() == before && input.pos() == used => {
                 return Decoded::Failed("the frame ends early".into());
             }
             Ok(_) => {}
@@ -1652,6 +1664,16 @@ mod tests {
         assert!(
             identity(Path::new("/dev/null")).is_err(),
             "a device has no identity"
+        );
+        let fifo = dir.path().join("fifo");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert!(
+            identity(&fifo).is_err(),
+            "a FIFO has none, and asking does not block"
         );
     }
 
