@@ -540,10 +540,12 @@ nothing was written as a complete result — rerun once the file is stable",
     /// Reads up to `max` bytes into a new buffer, fewer only at the end. One copy, straight from
     /// the kernel into the buffer that is handed on.
     fn read_block(&mut self, max: usize) -> Result<Vec<u8>> {
-        let mut block = Vec::with_capacity(max);
         let head = self.head.len().min(max);
+        let want = self.limit(max - head);
+        // Sized to what is left of a regular file, so that small files cost small buffers.
+        let mut block = Vec::with_capacity(head + want);
         block.extend(self.head.drain(..head));
-        let want = self.limit(max - block.len()) as u64;
+        let want = want as u64;
         let r = match &mut self.handle {
             Handle::File(f) => f.take(want).read_to_end(&mut block),
             Handle::Stdin(s) => s.take(want).read_to_end(&mut block),
