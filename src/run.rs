@@ -891,8 +891,20 @@ fn fingerprint(config: &Config, files: &[InputFile]) -> u64 {
 pub fn run(opts: &RunOptions) -> Result<Summary> {
     let started = Instant::now();
     let config = Config::load(&opts.config)?;
-    let paths = input::expand(&opts.inputs)?;
+    // abacus's own outputs are never read back as inputs.
+    let mut outputs = vec![opts.out.clone()];
+    outputs.extend(opts.checkpoint_dir.iter().cloned());
+    let paths = input::expand(&opts.inputs, &outputs)?;
     let files = input::open_all(&paths)?;
+    if opts.checkpoint_dir.is_some()
+        && let Some(pipe) = files.iter().find(|f| f.is_stream())
+    {
+        return Err(Error::Usage(format!(
+            "--checkpoint-dir cannot be used with piped input ({}): a pipe cannot be re-read on --resume; \
+write the stream to a file first, or run without checkpoints",
+            pipe.path.display()
+        )));
+    }
     let threads = opts.threads.max(1);
     let fingerprint = fingerprint(&config, &files);
 
@@ -1232,7 +1244,7 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
     let reader = std::thread::Builder::new()
         .name("abacus-reader".into())
         .spawn(move || {
-            reader_pool.install(|| input::read_all(&files, parallel_frames, skip_to, &tx))
+            reader_pool.install(|| input::read_all(&files, parallel_frames, skip_to, None, &tx))
         })
         .map_err(|e| Error::output(&opts.out, e))?;
 
@@ -1343,16 +1355,7 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
                 }
             }
         }
-        if !buf.is_empty() {
-            engine.batch(&buf, pos)?;
-            buf.clear();
-        }
-        // End of input: every window still open fires (partitions in parallel).
-        let parts = &mut engine.parts;
-        engine
-            .pool
-            .install(|| parts.par_iter_mut().for_each(|p| p.fire(None)));
-        engine.emit_fired()
+        Ok(())
     })();
     drop(rx);
     let read = reader.join().map_err(|_| Error::Output {
@@ -1360,5 +1363,17 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
         source: std::io::Error::other("the reader thread panicked"),
     })?;
     result?;
-    read
+    // A reader that failed (an input shrank, could not be read, or changed since the checkpoint)
+    // means the input is not complete: stop before the end-of-input firing and the summary.
+    read?;
+    if !buf.is_empty() {
+        engine.batch(&buf, pos)?;
+        buf.clear();
+    }
+    // End of input: every window still open fires (partitions in parallel).
+    let parts = &mut engine.parts;
+    engine
+        .pool
+        .install(|| parts.par_iter_mut().for_each(|p| p.fire(None)));
+    engine.emit_fired()
 }
