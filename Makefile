@@ -16,7 +16,7 @@ run: build
 PYTHON ?= python3
 
 ## Every test: unit, property and integration tests (one release profile: the same build as `run`),
-## then `make run`'s output opened with pandas, pyarrow, polars and DuckDB, and every README example
+## then `make run`'s output opened with pandas, pyarrow, polars, DuckDB and Spark, and every README example
 ## (with a self-test that a broken example fails). The Python part needs
 ## tests/readers/requirements.txt (.ci/run installs it).
 test:

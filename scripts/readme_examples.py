@@ -22,8 +22,8 @@ The one exception inside runnable blocks: a line of an `sh` block that is exactl
 `make bench` (ignoring whitespace and a trailing `# comment`) is not run and is reported as skipped
 — `make test` runs this script, and `make bench` takes minutes. Nothing else is skipped.
 
-Every block runs with cwd = the repository root and target/release first on PATH (so `abacus` is
-the release build), after `make run` has written results/sample (run here first if
+Every block runs with cwd = the repository root, target/release first on PATH (so `abacus` is
+the release build) and SPARK_LOCAL_IP=127.0.0.1 (so a Spark example listens on loopback only), after `make run` has written results/sample (run here first if
 results/sample/_SUCCESS is missing). Examples write only under results/ (git-ignored).
 
 A failing block fails the script (exit 1): the report names the README line of the block's
@@ -124,6 +124,7 @@ def env() -> dict:
     e = dict(os.environ)
     e["PATH"] = f"{ROOT / 'target' / 'release'}{os.pathsep}{e.get('PATH', '')}"
     e.setdefault("PYTHONUNBUFFERED", "1")
+    e.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     return e
 
 

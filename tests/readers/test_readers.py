@@ -10,6 +10,7 @@ the directory with the one obvious call of each reader, as the README's "Output"
     pyarrow   pyarrow.dataset.dataset(OUT, format="parquet"), pyarrow.parquet.read_table(OUT)
     polars    pl.scan_parquet(f"{OUT}/*.parquet")   (and pl.read_parquet of the same glob)
     DuckDB    SELECT ... FROM read_parquet('OUT/*.parquet')
+    Spark     spark.read.parquet(OUT)   (pyspark in local mode; needs Java 17+)
 
 and checks, against OUT/_summary.json:
   - the schema: column names in order and their exact types in that reader's type system
@@ -18,6 +19,9 @@ and checks, against OUT/_summary.json:
   - that every reader sees the same data: per window spec, the sums of `events` and
     `unique_users` and the first/last window bounds (in epoch milliseconds) agree across readers;
   - that the tumbling/sliding totals add up to `counted`.
+
+Spark runs in local mode (2 threads) bound to 127.0.0.1 (SPARK_LOCAL_IP), with the UI off; it takes
+~15 s to start, once for all OUTDIRs.
 
 Also reported, not checked: whether `pl.read_parquet(OUT)` (a bare directory) works with the
 installed polars. With polars 2.1 it does not: polars refuses a directory whose files have more than
@@ -295,6 +299,60 @@ def check_duckdb(out: Path, summary: dict) -> dict:
     return per
 
 
+_SPARK = None
+
+
+def spark_session():
+    """One local Spark session for every OUTDIR (starting one takes ~10 s), on loopback only."""
+    global _SPARK
+    if _SPARK is None:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        from pyspark.sql import SparkSession
+
+        _SPARK = (
+            SparkSession.builder.master("local[2]")
+            .appName("abacus-readers")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate()
+        )
+        _SPARK.sparkContext.setLogLevel("ERROR")
+    return _SPARK
+
+
+def check_spark(out: Path, summary: dict) -> dict:
+    from pyspark.sql import types as T
+
+    spark = spark_session()
+    df = spark.read.parquet(str(out))
+    # Spark skips files starting with _ or . (so _late/, _summary.json, .abacus.lock), reads the parts.
+    files = sorted(Path(f).name for f in df.inputFiles())
+    assert files == sorted(p.name for p in out.glob("part-*.parquet")), f"Spark reads {files}"
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    assert list(fields) == COLUMNS, f"columns {list(fields)}"
+    for c in STRINGS:
+        assert fields[c] == T.StringType(), f"{c}: {fields[c]}"
+    for c in TIMESTAMPS:
+        # TimestampType is Spark's instant (UTC-adjusted) timestamp, microseconds inside; a Parquet
+        # timestamp without isAdjustedToUTC would come as TimestampNTZType.
+        assert fields[c] == T.TimestampType(), f"{c}: {fields[c]}"
+    for c in COUNTS:
+        # Spark has no unsigned integers: Parquet UINT_64 is read as decimal(20,0), exactly.
+        assert fields[c] == T.DecimalType(20, 0), f"{c}: {fields[c]}"
+    n = df.count()
+    assert n == summary["rows"], f"{n} rows, summary {summary['rows']}"
+    df.createOrReplaceTempView("abacus_rows")
+    rows = spark.sql(
+        """SELECT `window`, count(*), sum(events), sum(unique_users),
+                  unix_millis(min(window_start)), unix_millis(max(window_end))
+           FROM abacus_rows GROUP BY `window`"""
+    ).collect()
+    per = {r[0]: tuple(int(x) for x in r[1:]) for r in rows}
+    assert {w: v[0] for w, v in per.items()} == summary["rows_per_window"], f"rows per window {per}"
+    return per
+
+
 def check_agree(per_reader: dict, summary: dict) -> None:
     names = list(per_reader)
     ref_name = names[0]
@@ -360,6 +418,7 @@ def main(argv: list[str]) -> int:
         per["polars"] = checks.run(f"{out}: pl.scan_parquet('OUT/*.parquet')", check_polars_scan, out, summary)
         checks.run(f"{out}: pl.read_parquet('OUT/*.parquet')", check_polars_read, out, summary)
         per["duckdb"] = checks.run(f"{out}: duckdb read_parquet('OUT/*.parquet')", check_duckdb, out, summary)
+        per["spark"] = checks.run(f"{out}: spark.read.parquet(OUT)", check_spark, out, summary)
         ok = {k: v for k, v in per.items() if v is not None}
         if len(ok) >= 2:
             checks.run(f"{out}: the readers agree ({', '.join(ok)})", check_agree, ok, summary)
@@ -368,6 +427,8 @@ def main(argv: list[str]) -> int:
             report_polars_directory(out)
         except ImportError:
             pass
+    if _SPARK is not None:
+        _SPARK.stop()
     print(f"({time.perf_counter() - t0:.1f}s)")
     print(f"{checks.passed} passed, {checks.failed} failed")
     return 1 if checks.failed else 0
