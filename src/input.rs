@@ -33,6 +33,8 @@ use std::sync::mpsc::SyncSender;
 
 use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3;
+
+use crate::prefix_hash::PrefixHash;
 use zstd::zstd_safe::{self, DCtx, InBuffer, OutBuffer};
 
 use crate::error::{Error, Result};
@@ -603,20 +605,20 @@ nothing was written as a complete result — rerun once the file is stable",
 /// hash, they are hashed and must match it.
 struct Prefix {
     skip: u64,
-    check: Option<(Xxh3, u64)>,
+    check: Option<(PrefixHash, PrefixHash)>,
     path: PathBuf,
 }
 
 impl Prefix {
+    /// A refused resume (exit 2): found before any batch of the resumed run is counted, so the
+    /// out dir is still as the checkpoint left it.
     fn changed(&self) -> Error {
-        Error::input(
-            &self.path,
-            format!(
-                "changed since the checkpoint: its first {} decoded bytes differ from what the interrupted run read; \
+        Error::Resume(format!(
+            "{}: changed since the checkpoint: its first {} decoded bytes differ from what the interrupted run read; \
 resume refused — run without --resume to start over",
-                self.skip
-            ),
-        )
+            self.path.display(),
+            self.skip
+        ))
     }
 
     /// Whether the decoded bytes up to `to` may be skipped without being decoded (nothing to check,
@@ -632,7 +634,7 @@ resume refused — run without --resume to start over",
         if let Some((hasher, want)) = &mut self.check {
             hasher.update(&data[..cut]);
             if start + data.len() as u64 >= self.skip {
-                if hasher.digest() != *want {
+                if hasher != want {
                     return Err(self.changed());
                 }
                 self.check = None;
@@ -749,13 +751,13 @@ impl Output<'_> {
 ///
 /// `skip_to` resumes inside the input: the file index and decoded offset of the first byte wanted.
 /// With `prefix_hash`, the decoded bytes `[0, offset)` of that file are decoded (not skipped by
-/// frame size) and their xxh3-64 (one streaming `Xxh3` over their concatenation) must equal it,
-/// else the reader fails with "changed since the checkpoint".
+/// frame size) and their [`PrefixHash`] must equal it, else the reader fails with "changed since
+/// the checkpoint".
 pub fn read_all(
     files: &[InputFile],
     parallel_frames: usize,
     skip_to: (usize, u64),
-    prefix_hash: Option<u64>,
+    prefix_hash: Option<&PrefixHash>,
     tx: &SyncSender<SourceMsg>,
 ) -> Result<()> {
     for (fi, f) in files.iter().enumerate().skip(skip_to.0) {
@@ -764,7 +766,7 @@ pub fn read_all(
             skip: if resume { skip_to.1 } else { 0 },
             check: prefix_hash
                 .filter(|_| resume)
-                .map(|want| (Xxh3::new(), want)),
+                .map(|want| (PrefixHash::default(), want.clone())),
             path: f.path.clone(),
         };
         let mut out = Output {
@@ -1475,10 +1477,10 @@ mod tests {
     fn try_collect(
         files: &[InputFile],
         skip: (usize, u64),
-        hash: Option<u64>,
+        hash: Option<PrefixHash>,
     ) -> Result<Vec<SourceMsg>> {
         let (tx, rx) = std::sync::mpsc::sync_channel(10_000);
-        let r = read_all(files, 3, skip, hash, &tx);
+        let r = read_all(files, 3, skip, hash.as_ref(), &tx);
         drop(tx);
         let msgs = rx.into_iter().collect();
         r.map(|()| msgs)
@@ -1592,15 +1594,18 @@ mod tests {
         for f in &files {
             let name = f.path.display();
             for at in [0u64, 1, 100_000, 123_457, text.len() as u64] {
-                let good = xxhash_rust::xxh3::xxh3_64(&text[..at as usize]);
-                let msgs = try_collect(std::slice::from_ref(f), (0, at), Some(good))
+                let mut good = PrefixHash::default();
+                good.update(&text[..at as usize]);
+                let msgs = try_collect(std::slice::from_ref(f), (0, at), Some(good.clone()))
                     .unwrap_or_else(|e| panic!("{name} at {at}: {e}"));
                 assert_eq!(
                     bytes_of_from(&msgs, at),
                     &text[at as usize..],
                     "{name} at {at}"
                 );
-                let e = try_collect(std::slice::from_ref(f), (0, at), Some(good ^ 1)).unwrap_err();
+                let mut bad = good.clone();
+                bad.chain ^= 1;
+                let e = try_collect(std::slice::from_ref(f), (0, at), Some(bad)).unwrap_err();
                 assert!(
                     e.to_string().contains("changed since the checkpoint"),
                     "{e}"
@@ -1611,8 +1616,12 @@ mod tests {
                 );
             }
             // a prefix longer than the file is not there
-            let e = try_collect(std::slice::from_ref(f), (0, text.len() as u64 + 1), Some(0))
-                .unwrap_err();
+            let e = try_collect(
+                std::slice::from_ref(f),
+                (0, text.len() as u64 + 1),
+                Some(PrefixHash::default()),
+            )
+            .unwrap_err();
             assert!(
                 e.to_string().contains("changed since the checkpoint"),
                 "{e}"
