@@ -311,7 +311,8 @@ fn row(
     e: u64,
 ) -> Row {
     Row {
-        event_type: et.into(),
+        metric: common::ALL.into(),
+        event_type: Some(et.into()),
         dimension: dim.map(|d| d.0.to_string()),
         value: dim.map(|d| d.1.to_string()),
         window: window.into(),

@@ -67,10 +67,15 @@ pub const REJECT_CODES: [&str; 10] = [
     "invalid_utf8",
 ];
 
+/// The implicit metric of a config without `[[metrics]]` (docs/SEMANTICS.md, "Metrics").
+pub const ALL: &str = "all";
+
 /// One output row, in the order the columns are written. `Ord` sorts by key then window.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Row {
-    pub event_type: String,
+    pub metric: String,
+    /// `None` for a metric with `by_type = false`.
+    pub event_type: Option<String>,
     pub dimension: Option<String>,
     pub value: Option<String>,
     pub window: String,
@@ -90,7 +95,8 @@ pub fn total(
     events: u64,
 ) -> Row {
     Row {
-        event_type: event_type.into(),
+        metric: ALL.into(),
+        event_type: Some(event_type.into()),
         dimension: None,
         value: None,
         window: window.into(),
@@ -114,7 +120,8 @@ pub fn dim(
     events: u64,
 ) -> Row {
     Row {
-        event_type: event_type.into(),
+        metric: ALL.into(),
+        event_type: Some(event_type.into()),
         dimension: Some(dimension.into()),
         value: Some(value.into()),
         window: window.into(),
@@ -122,6 +129,20 @@ pub fn dim(
         end_ms,
         unique_users,
         events,
+    }
+}
+
+impl Row {
+    /// The same row in metric `m`.
+    pub fn metric(mut self, m: &str) -> Row {
+        self.metric = m.into();
+        self
+    }
+
+    /// The same row without an event type (a metric with `by_type = false`).
+    pub fn untyped(mut self) -> Row {
+        self.event_type = None;
+        self
     }
 }
 
@@ -404,6 +425,7 @@ pub fn read_rows(out: &Path) -> Vec<Row> {
             .unwrap();
         for batch in reader {
             let batch = batch.unwrap();
+            let metric = string_column(&batch, "metric");
             let et = string_column(&batch, "event_type");
             let dimension = string_column(&batch, "dimension");
             let value = string_column(&batch, "value");
@@ -414,7 +436,8 @@ pub fn read_rows(out: &Path) -> Vec<Row> {
             let ev = u64_column(&batch, "events");
             for i in 0..batch.num_rows() {
                 rows.push(Row {
-                    event_type: et[i].clone().expect("event_type is null"),
+                    metric: metric[i].clone().expect("metric is null"),
+                    event_type: et[i].clone(),
                     dimension: dimension[i].clone(),
                     value: value[i].clone(),
                     window: window[i].clone().expect("window is null"),

@@ -493,7 +493,8 @@ pub fn aggregate(cfg: &Cfg, events: &[Ev]) -> Vec<Row> {
         .into_iter()
         .map(
             |((event_type, dimension, value, window, start_ms, end_ms), (users, events))| Row {
-                event_type,
+                metric: super::ALL.into(),
+                event_type: Some(event_type),
                 dimension,
                 value,
                 window,
