@@ -147,7 +147,7 @@ pub fn count_all(w: &Workload, events: &[(Event, usize, usize)], keys: &[u64]) -
         let ids_of = |j: usize| &ids[at_ids[j]..at_ids[j] + chunk[j].2];
         state.apply_in_order(
             chunk.len(),
-            |j| (&chunk[j].0, hashes(j), ids_of(j)),
+            |j| (&chunk[j].0, hashes(j), ids_of(j), &[][..]),
             |j| wms[j],
             |_, _| {},
         );
@@ -169,9 +169,12 @@ pub fn encode_parquet(dir: &Path, rows: usize) -> Result<()> {
         let dim = dims[i % 4];
         let value = dim.map(|_| format!("value-{}", i % 997));
         b.push(
-            types[i % 4],
-            dim,
-            value.as_deref(),
+            crate::sink::RowKey {
+                metric: crate::metrics::IMPLICIT,
+                event_type: Some(types[i % 4]),
+                dimension: dim,
+                value: value.as_deref(),
+            },
             "hourly",
             (i as i64 / 5000) * 3_600_000,
             (i as i64 / 5000 + 1) * 3_600_000,

@@ -56,6 +56,8 @@ pub enum Extract {
 pub struct Dimension {
     pub name: String,
     pub field: String,
+    /// `field` as a path (dotted into nested objects, `\.` for a dot in a key).
+    pub path: crate::parse::path::FieldPath,
     pub extract: Extract,
 }
 
@@ -83,6 +85,10 @@ pub struct Config {
     pub limits: Limits,
     pub dimensions: Vec<Dimension>,
     pub windows: Windows,
+    /// `[[filters]]`, by index.
+    pub filters: Vec<crate::metrics::filter::Filter>,
+    /// `[[metrics]]`, or the one implicit metric when there are none (never empty).
+    pub metrics: Vec<crate::metrics::MetricSpec>,
     /// Hash of the config text and every lookup file, to refuse resuming under another config.
     pub fingerprint: u64,
 }
@@ -103,6 +109,10 @@ struct RawConfig {
     dimensions: Vec<RawDimension>,
     #[serde(default)]
     windows: Vec<RawWindow>,
+    #[serde(default)]
+    filters: Vec<crate::metrics::config::RawFilter>,
+    #[serde(default)]
+    metrics: Vec<crate::metrics::config::RawMetric>,
 }
 
 #[derive(Deserialize)]
@@ -371,9 +381,12 @@ impl Config {
                 }
                 (None, None) => Extract::Raw,
             };
+            let path = crate::parse::path::FieldPath::parse(&d.field)
+                .map_err(|e| loc.at(d.name.span(), &format!("{key}.field"), e))?;
             dimensions.push(Dimension {
                 name: d.name.into_inner(),
                 field: d.field,
+                path,
                 extract,
             });
         }
@@ -428,6 +441,29 @@ impl Config {
                 slide,
             });
         }
+        if specs.len() > 64 {
+            return Err(Error::Config(format!(
+                "{}: at most 64 `[[windows]]` are supported",
+                path.display()
+            )));
+        }
+
+        let at = |span: std::ops::Range<usize>, key: &str, msg: String| loc.at(span, key, msg);
+        let filters = crate::metrics::config::filters(&raw.filters, &at)?;
+        let dim_names: Vec<String> = dimensions.iter().map(|d| d.name.clone()).collect();
+        let win_names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let names = crate::metrics::config::Names {
+            dimensions: &dim_names,
+            windows: &win_names,
+            filters: &filters,
+        };
+        let mut metrics = crate::metrics::config::metrics(&raw.metrics, &names, &at)?;
+        if metrics.is_empty() {
+            metrics.push(crate::metrics::MetricSpec::implicit(
+                dimensions.len(),
+                specs.len(),
+            ));
+        }
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -446,6 +482,8 @@ impl Config {
             },
             dimensions,
             windows: Windows { specs, lateness },
+            filters,
+            metrics,
             fingerprint,
         })
     }

@@ -10,7 +10,8 @@
 //! line. Every line carries
 //! `"id"` (unique per original event), `"type"`, `"email"` (the user), `"timestamp"`, and usually
 //! `"message_id"` (which campaign message caused it) and `"browser"`, plus filler fields (`"ip"`,
-//! `"ua"`, a nested `"context"` object, `"revenue"` on orders, `"query"` on searches) so lines are
+//! `"ua"`, a nested `"context"` object, `"revenue"` on orders, a nested `"item"` (product, color,
+//! quantity) on carts and orders, `"query"` on searches) so lines are
 //! 200–380 bytes (~330 on average) like real ones. The imperfections a counting engine must cope with are all there,
 //! at fixed rates (see the constants below):
 //!
@@ -441,6 +442,21 @@ const CUSTOM_TYPES: u64 = 200;
 const CUSTOM_ZIPF: u64 = 5_104;
 const ORDER_PLACED: usize = 12;
 const SEARCH: usize = 8;
+const ADD_TO_CART: usize = 9;
+
+/// Products of the nested `item` object on carts and orders (what filters such as "black
+/// chargers" select on).
+const PRODUCTS: &[&str] = &[
+    "iPhone charger",
+    "USB-C cable",
+    "wireless charger",
+    "phone case",
+    "screen protector",
+    "power bank",
+    "AirPods case",
+    "laptop sleeve",
+];
+const COLORS: &[&str] = &["black", "white", "jet black", "blue", "red", "silver"];
 
 #[rustfmt::skip]
 const FIRST_NAMES: &[&str] = &[
@@ -1196,8 +1212,23 @@ fn write_event(
     line.extend_from_slice(b",\"locale\":");
     push_json_str(line, user.locale);
     line.extend_from_slice(b",\"session\":\"");
-    push_hex(line, rng.next_u64(), 8);
+    let session = rng.next_u64();
+    push_hex(line, session, 8);
     line.extend_from_slice(b"\"}");
+
+    if type_index == ORDER_PLACED || type_index == ADD_TO_CART {
+        // A nested item, drawn from the session's bits (not from `rng`, so every other field of
+        // every line is what earlier versions wrote): quantity mostly 1, up to 4.
+        let h = xxhash_rust::xxh3::xxh3_64(&session.to_le_bytes());
+        let quantity = [1, 1, 1, 1, 2, 2, 3, 4][(h >> 16) as usize % 8];
+        line.extend_from_slice(b",\"item\":{\"product\":");
+        push_json_str(line, PRODUCTS[h as usize % PRODUCTS.len()]);
+        line.extend_from_slice(b",\"color\":");
+        push_json_str(line, COLORS[(h >> 8) as usize % COLORS.len()]);
+        line.extend_from_slice(b",\"quantity\":");
+        push_u64(line, quantity);
+        line.push(b'}');
+    }
 
     if type_index == ORDER_PLACED {
         // Order values in cents, skewed towards small baskets: 5.00 .. 500.00.
@@ -1425,6 +1456,14 @@ mod tests {
             mixed_case += usize::from(domain != domain.to_ascii_lowercase());
             if kind == "order_placed" {
                 assert!(obj["revenue"].as_f64().unwrap() >= 5.0);
+            }
+            if kind == "order_placed" || kind == "add_to_cart" {
+                let item = &obj["item"];
+                assert!(PRODUCTS.contains(&item["product"].as_str().unwrap()));
+                assert!(COLORS.contains(&item["color"].as_str().unwrap()));
+                assert!((1..=4).contains(&item["quantity"].as_u64().unwrap()));
+            } else {
+                assert!(obj.get("item").is_none());
             }
         }
         assert_eq!(duplicates, report.duplicates);

@@ -130,6 +130,8 @@ struct Routed {
 struct Bucket {
     events: Vec<Routed>,
     keys: Vec<u64>,
+    /// Parallel to `keys` when some metric has `min_sum` (else empty): each key's amount.
+    amounts: Vec<i64>,
 }
 
 struct Rejected {
@@ -158,6 +160,7 @@ impl Piece {
         for b in &mut self.buckets {
             b.events.clear();
             b.keys.clear();
+            b.amounts.clear();
         }
         self.times.clear();
         self.rejects.clear();
@@ -193,6 +196,7 @@ impl Piece {
                         line_off: off,
                     });
                     bucket.keys.extend_from_slice(&self.keys);
+                    bucket.amounts.extend_from_slice(self.parser.amounts());
                     self.times.push(event.time);
                     accepted += 1;
                 }
@@ -254,7 +258,13 @@ impl Partition {
                 bucket.events.len(),
                 |j| {
                     let r = &bucket.events[j];
-                    (&r.event, &bucket.keys[keys_of(r)], &ids[keys_of(r)])
+                    let amounts = bucket.amounts.get(keys_of(r)).unwrap_or(&[]);
+                    (
+                        &r.event,
+                        &bucket.keys[keys_of(r)],
+                        &ids[keys_of(r)],
+                        amounts,
+                    )
                 },
                 |j| {
                     while pi + 1 < points.len() && points[pi + 1].0 <= seq(j) {
@@ -1147,6 +1157,7 @@ write the stream to a file first, or run without checkpoints",
     let manifest = Arc::clone(&outdir.manifest);
     let specs = config.windows.specs.clone();
     let dims: Vec<String> = config.dimensions.iter().map(|d| d.name.clone()).collect();
+    let metrics: Vec<String> = config.metrics.iter().map(|m| m.name.clone()).collect();
     let sink_thread = std::thread::Builder::new()
         .name("abacus-sink".into())
         .spawn(move || -> Result<u64> {
@@ -1165,18 +1176,23 @@ write the stream to a file first, or run without checkpoints",
                 let local: Vec<_> = keys
                     .iter()
                     .map(|k| {
+                        let metric = metrics.get(k.metric as usize).map_or("", String::as_str);
                         let dim = k.dimension.map(|d| dims[d as usize].as_str());
-                        (span(&k.event_type), dim, k.value.as_deref().map(&mut span))
+                        let et = k.event_type.as_deref().map(&mut span);
+                        (metric, et, dim, k.value.as_deref().map(&mut span))
                     })
                     .collect();
                 let mut b = RowsBuilder::with_capacity(rows.len());
                 for r in rows {
                     let spec = &specs[r.spec as usize];
-                    let (event_type, dim, value) = &local[r.key as usize];
+                    let (metric, event_type, dim, value) = &local[r.key as usize];
                     b.push(
-                        &text[event_type.clone()],
-                        *dim,
-                        value.clone().map(|v| &text[v]),
+                        crate::sink::RowKey {
+                            metric,
+                            event_type: event_type.clone().map(|t| &text[t]),
+                            dimension: *dim,
+                            value: value.clone().map(|v| &text[v]),
+                        },
                         &spec.name,
                         spec.start(r.window),
                         spec.end(r.window),

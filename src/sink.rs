@@ -25,7 +25,8 @@ pub const ROWS_PER_FILE: usize = 1 << 20;
 pub fn schema() -> SchemaRef {
     let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
     Arc::new(Schema::new(vec![
-        Field::new("event_type", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, true),
         Field::new("dimension", DataType::Utf8, true),
         Field::new("value", DataType::Utf8, true),
         Field::new("window", DataType::Utf8, false),
@@ -36,8 +37,20 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
+/// The key columns of one result row.
+#[derive(Debug, Clone, Copy)]
+pub struct RowKey<'a> {
+    pub metric: &'a str,
+    /// `None` for a metric with `by_type = false`.
+    pub event_type: Option<&'a str>,
+    /// `None` on the total row.
+    pub dimension: Option<&'a str>,
+    pub value: Option<&'a str>,
+}
+
 /// Accumulates result rows column by column.
 pub struct RowsBuilder {
+    metric: StringBuilder,
     event_type: StringBuilder,
     dimension: StringBuilder,
     value: StringBuilder,
@@ -52,6 +65,7 @@ pub struct RowsBuilder {
 impl Default for RowsBuilder {
     fn default() -> Self {
         RowsBuilder {
+            metric: StringBuilder::new(),
             event_type: StringBuilder::new(),
             dimension: StringBuilder::new(),
             value: StringBuilder::new(),
@@ -72,6 +86,7 @@ impl RowsBuilder {
         // Typical strings: event types, dimension names and values, window names of ~4-16 bytes.
         let strings = || StringBuilder::with_capacity(rows, rows * 16);
         RowsBuilder {
+            metric: strings(),
             event_type: strings(),
             dimension: strings(),
             value: strings(),
@@ -84,21 +99,19 @@ impl RowsBuilder {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
-        event_type: &str,
-        dimension: Option<&str>,
-        value: Option<&str>,
+        key: RowKey<'_>,
         window: &str,
         start: i64,
         end: i64,
         unique: u64,
         events: u64,
     ) {
-        self.event_type.append_value(event_type);
-        self.dimension.append_option(dimension);
-        self.value.append_option(value);
+        self.metric.append_value(key.metric);
+        self.event_type.append_option(key.event_type);
+        self.dimension.append_option(key.dimension);
+        self.value.append_option(key.value);
         self.window.append_value(window);
         self.start.append_value(start);
         self.end.append_value(end);
@@ -118,6 +131,7 @@ impl RowsBuilder {
     pub fn finish(&mut self) -> Result<RecordBatch> {
         self.rows = 0;
         let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.metric.finish()),
             Arc::new(self.event_type.finish()),
             Arc::new(self.dimension.finish()),
             Arc::new(self.value.finish()),

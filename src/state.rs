@@ -21,6 +21,7 @@ use crate::dedup::{Dedup, Seen};
 use crate::entries::EntryTable;
 pub use crate::entries::PaneSet;
 use crate::error::Result;
+use crate::metrics::threshold::{self, Rule, Thresholds};
 use crate::parse::{Event, KeyStrings, Parser};
 use crate::timefmt::Millis;
 use crate::window::Windows;
@@ -148,10 +149,15 @@ pub struct KeyEntry {
     refs: u32,
     /// False once the key has been freed (no open window, no user state); its id is then reused.
     live: bool,
+    /// Bit `s`: the key's metric counts in window spec `s`.
+    windows: u64,
+    /// The key's metric has a threshold: its lanes hold per-window counters (see
+    /// `metrics::threshold`), not pane-range bumps.
+    rule: Option<Rule>,
 }
 
 impl KeyEntry {
-    fn new(hash: u64, strings: KeyStrings, nspecs: usize) -> KeyEntry {
+    fn new(hash: u64, strings: KeyStrings, nspecs: usize, kind: MetricKind) -> KeyEntry {
         KeyEntry {
             hash,
             strings: std::sync::Arc::new(strings),
@@ -159,6 +165,8 @@ impl KeyEntry {
             more: vec![Lane::default(); nspecs.saturating_sub(INLINE_SPECS)],
             refs: 0,
             live: true,
+            windows: kind.windows,
+            rule: kind.rule,
         }
     }
 
@@ -203,6 +211,8 @@ pub struct Fired {
 struct Group {
     width: Millis,
     specs: Vec<usize>,
+    /// Bit `s` for each spec of `specs`.
+    mask: u64,
     /// Per spec of `specs`: its slide in panes of this group. 1, except for a tumbling window
     /// that joined the group of a finer sliding window (a day of hours: 24).
     per: Vec<i64>,
@@ -243,10 +253,12 @@ fn pane_groups(windows: &Windows) -> Vec<Group> {
             Some(g) => {
                 g.per.push(slide / g.width);
                 g.specs.push(i);
+                g.mask |= 1 << i;
             }
             None => groups.push(Group {
                 width: slide,
                 specs: vec![i],
+                mask: 1 << i,
                 per: vec![1],
                 dead_below: i64::MIN,
             }),
@@ -274,7 +286,18 @@ pub struct PartitionState {
     /// `entries` right after the last prune: pruning again waits until it has grown by half.
     pruned_len: usize,
     pub dedup: Dedup,
+    /// Per metric: its windows and threshold (from the parser's config).
+    kinds: Vec<MetricKind>,
+    /// Per-(user, key) counters of the threshold metrics.
+    thresholds: Thresholds,
     parser: Parser,
+}
+
+/// What the state needs to know of a key's metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricKind {
+    pub windows: u64,
+    pub rule: Option<Rule>,
 }
 
 impl PartitionState {
@@ -282,6 +305,8 @@ impl PartitionState {
         let groups = pane_groups(windows);
         let ngroups = groups.len();
         PartitionState {
+            kinds: parser.metric_kinds(),
+            thresholds: Thresholds::default(),
             windows: windows.clone(),
             groups,
             horizon: vec![i64::MIN; windows.specs.len()],
@@ -306,7 +331,7 @@ impl PartitionState {
         for (id, &kh) in ids.iter_mut().zip(&keys[..n]) {
             *id = self.key_id(kh, line);
         }
-        self.apply_resolved(ev, &keys[..n], &ids[..n], wm)
+        self.apply_resolved(ev, &keys[..n], &ids[..n], &[], wm)
     }
 
     #[inline]
@@ -328,9 +353,17 @@ impl PartitionState {
         }
     }
 
-    /// [`apply`](Self::apply) with the key ids already [`resolve`](Self::resolve)d.
+    /// [`apply`](Self::apply) with the key ids already [`resolve`](Self::resolve)d. `amounts`
+    /// (parallel to `keys`, or empty when no metric has `min_sum`) are the keys' `min_sum` amounts.
     #[inline]
-    pub fn apply_resolved(&mut self, ev: &Event, keys: &[u64], ids: &[u32], wm: Millis) -> Outcome {
+    pub fn apply_resolved(
+        &mut self,
+        ev: &Event,
+        keys: &[u64],
+        ids: &[u32],
+        amounts: &[i64],
+        wm: Millis,
+    ) -> Outcome {
         let late = self.windows.is_late(ev.time, wm);
         // Duplicate detection comes first; a late event is not recorded (one map lookup either way).
         if let Some(d) = ev.dedup
@@ -341,33 +374,33 @@ impl PartitionState {
         if late {
             return Outcome::Late;
         }
-        self.count(ids, keys, ev.user, ev.time, ev.same_as_total);
+        self.count(ids, keys, amounts, ev);
         Outcome::Counted
     }
 
     /// Applies `n` events in stream order, each already [`resolve`](Self::resolve)d, prefetching
     /// the state of the event [`PREFETCH_AHEAD`] positions on before applying each one.
-    /// `event(j)` gives event `j` with its key hashes and ids, `wm(j)` the watermark it is seen
+    /// `event(j)` gives event `j` with its key hashes, ids and amounts, `wm(j)` the watermark it is seen
     /// under (called once per event, in order), and `outcome(j, …)` receives what became of it.
     #[inline]
     pub fn apply_in_order<'e>(
         &mut self,
         n: usize,
-        event: impl Fn(usize) -> (&'e Event, &'e [u64], &'e [u32]),
+        event: impl Fn(usize) -> (&'e Event, &'e [u64], &'e [u32], &'e [i64]),
         mut wm: impl FnMut(usize) -> Millis,
         mut outcome: impl FnMut(usize, Outcome),
     ) {
         for j in 0..n.min(PREFETCH_AHEAD) {
-            let (ev, keys, ids) = event(j);
+            let (ev, keys, ids, _) = event(j);
             self.prefetch(ev, keys, ids);
         }
         for j in 0..n {
             if j + PREFETCH_AHEAD < n {
-                let (ev, keys, ids) = event(j + PREFETCH_AHEAD);
+                let (ev, keys, ids, _) = event(j + PREFETCH_AHEAD);
                 self.prefetch(ev, keys, ids);
             }
-            let (ev, keys, ids) = event(j);
-            let o = self.apply_resolved(ev, keys, ids, wm(j));
+            let (ev, keys, ids, amounts) = event(j);
+            let o = self.apply_resolved(ev, keys, ids, amounts, wm(j));
             outcome(j, o);
         }
     }
@@ -421,7 +454,8 @@ impl PartitionState {
             // Unreachable in practice: the hashes came from the same parser. Kept so a bug shows as a
             // visible `<unknown key>` row rather than a panic.
             KeyStrings {
-                event_type: "<unknown key>".into(),
+                metric: 0,
+                event_type: Some("<unknown key>".into()),
                 dimension: None,
                 value: None,
             },
@@ -441,7 +475,8 @@ impl PartitionState {
     }
 
     #[inline]
-    fn count(&mut self, ids: &[u32], hashes: &[u64], user: u64, t: Millis, same_as_total: u64) {
+    fn count(&mut self, ids: &[u32], hashes: &[u64], amounts: &[i64], ev: &Event) {
+        let (user, t, same_as_total) = (ev.user, ev.time, ev.same_as_total);
         let keys = &self.keys;
         self.table.reserve(ids.len(), |id| keys[id as usize].hash);
         // The event's pane in each group (a division each: once per event, not per key).
@@ -454,8 +489,17 @@ impl PartitionState {
         let mut total = [None; GROUPS];
         let share = self.groups.len() <= GROUPS;
         for (i, (&key, &kh)) in ids.iter().zip(hashes).enumerate() {
-            // A key that shares key 0's pane sets has no entry of its own: it takes key 0's
-            // outcome (`share` guarantees `total` covers every group).
+            let (windows, rule) = {
+                let e = &self.keys[key as usize];
+                (e.windows, e.rule)
+            };
+            if let Some(rule) = rule {
+                let amount = amounts.get(i).copied().unwrap_or(0);
+                self.count_threshold(user, key, t, amount, rule, windows);
+                continue;
+            }
+            // A key that shares its metric's total key's pane sets has no entry of its own: it
+            // takes that key's outcome (`share` guarantees `total` covers every group).
             let own = if share && shares_total(same_as_total, i) {
                 None
             } else {
@@ -470,6 +514,9 @@ impl PartitionState {
             let mut spilled = was_spilled;
             let entry = &mut self.keys[key as usize];
             for (g, group) in self.groups.iter().enumerate() {
+                if group.mask & windows == 0 {
+                    continue;
+                }
                 let p = match panes.get(g) {
                     Some(&p) => p,
                     None => t.div_euclid(group.width),
@@ -485,7 +532,7 @@ impl PartitionState {
                         group.dead_below,
                     ),
                 };
-                if i == 0 && g < GROUPS {
+                if i < 64 && ev.totals >> i & 1 == 1 && g < GROUPS {
                     total[g] = neighbours;
                 }
                 bump(
@@ -503,6 +550,46 @@ impl PartitionState {
                 && !was_spilled
             {
                 self.table.mark_spilled(slot);
+            }
+        }
+    }
+
+    /// One event of a threshold metric's key: the user's counters in every window of the
+    /// metric's specs that contains `t`, and the key's counters where the user qualifies.
+    fn count_threshold(
+        &mut self,
+        user: u64,
+        key: u32,
+        t: Millis,
+        amount: i64,
+        rule: Rule,
+        mask: u64,
+    ) {
+        let windows = match self.thresholds.users.entry((user, key)) {
+            hashbrown::hash_map::Entry::Occupied(o) => o.into_mut(),
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                self.keys[key as usize].refs += 1;
+                v.insert(Vec::new())
+            }
+        };
+        threshold::forget_fired(windows, &self.horizon);
+        let entry = &mut self.keys[key as usize];
+        for (s, spec) in self.windows.specs.iter().enumerate() {
+            if mask >> s & 1 == 0 {
+                continue;
+            }
+            for k in threshold::windows_of(t, spec.slide, spec.panes()) {
+                let d = threshold::add(windows, s as u16, k, amount, rule);
+                if d == threshold::Delta::default() {
+                    continue;
+                }
+                let lane = entry.lane_mut(s);
+                if lane.is_empty() {
+                    self.pending[s].push(key);
+                }
+                let c = lane.cell(k);
+                c.add += d.users;
+                c.events += d.events;
             }
         }
     }
@@ -527,20 +614,25 @@ impl PartitionState {
             self.pending[s].retain(|&key| {
                 let entry = &mut keys[key as usize];
                 let hash = entry.hash;
+                let counted = entry.rule.is_some();
                 let lane = entry.lane_mut(s);
                 let tail = lane.tail.idx;
                 lane.flush();
                 let from = out.len();
-                emit(
-                    &mut lane.cells,
-                    &mut lane.carry,
-                    n,
-                    fired,
-                    h,
-                    key,
-                    s as u16,
-                    out,
-                );
+                if counted {
+                    emit_counted(&mut lane.cells, h, key, s as u16, out);
+                } else {
+                    emit(
+                        &mut lane.cells,
+                        &mut lane.carry,
+                        n,
+                        fired,
+                        h,
+                        key,
+                        s as u16,
+                        out,
+                    );
+                }
                 for f in &mut out[from..] {
                     f.hash = hash;
                 }
@@ -564,6 +656,17 @@ impl PartitionState {
         if advanced && self.table.len() >= 4096 + self.pruned_len + self.pruned_len / 2 {
             self.prune_seen();
             self.pruned_len = self.table.len();
+        }
+        if advanced {
+            let mut dropped = Vec::new();
+            self.thresholds.sweep(&self.horizon, &mut dropped);
+            if !dropped.is_empty() {
+                for key in dropped {
+                    let k = &mut self.keys[key as usize];
+                    k.refs = k.refs.saturating_sub(1);
+                }
+                self.free_idle_keys();
+            }
         }
         if advanced {
             self.dedup.prune(wm.unwrap_or(Millis::MAX));
@@ -595,7 +698,11 @@ impl PartitionState {
             panes.retain(|&q| q >= d);
             !panes.is_empty()
         });
-        // Keys no user refers to and with no open window are freed.
+        self.free_idle_keys();
+    }
+
+    /// Frees the keys no user refers to and with no open window; their ids are reused.
+    fn free_idle_keys(&mut self) {
         for (id, k) in self.keys.iter_mut().enumerate() {
             if k.live && k.refs == 0 && k.is_empty() {
                 k.live = false;
@@ -631,6 +738,7 @@ impl PartitionState {
                 .map(|s| s.len() * 16 + 64)
                 .sum::<usize>()
             + self.dedup.heap_bytes()
+            + self.thresholds.heap_bytes()
     }
 
     pub fn dimension_name(&self, i: u16) -> &str {
@@ -658,6 +766,9 @@ fn bump(
     neighbours: Option<(Option<i64>, Option<i64>)>,
 ) {
     for (&s, &k) in group.specs.iter().zip(&group.per) {
+        if entry.windows >> s & 1 == 0 {
+            continue;
+        }
         let lane = entry.lane_mut(s);
         if lane.is_empty() {
             pending[s].push(key);
@@ -837,6 +948,22 @@ fn spilled_pred(
         .and_then(|s| s.range(..p).next_back().copied())
 }
 
+/// Emits the windows below `h` of a threshold key's lane, whose cells are per window (`add`:
+/// qualifying users, `events`: their events), then drops them. No qualifying user, no row.
+fn emit_counted(cells: &mut Vec<Cell>, h: i64, key: u32, spec: u16, out: &mut Vec<Fired>) {
+    let keep = cells.partition_point(|c| c.idx < h);
+    for c in cells.drain(..keep).filter(|c| c.add > 0) {
+        out.push(Fired {
+            key,
+            hash: 0,
+            spec,
+            window: c.idx,
+            unique: u64::from(c.add),
+            events: c.events,
+        });
+    }
+}
+
 /// Emits every window `fired ≤ k < h` of one key and spec that holds events (windows below `fired`
 /// were emitted before), then drops the cells below `h`.
 #[allow(clippy::too_many_arguments)]
@@ -936,7 +1063,15 @@ impl PartitionState {
     /// A new key entry, in a freed slot when there is one. Freed slots are only reused while
     /// events are applied, after the previous batch's fired rows have been read.
     fn alloc_key(&mut self, hash: u64, strings: KeyStrings, nspecs: usize) -> u32 {
-        let entry = KeyEntry::new(hash, strings, nspecs);
+        let kind = self
+            .kinds
+            .get(strings.metric as usize)
+            .copied()
+            .unwrap_or(MetricKind {
+                windows: u64::MAX,
+                rule: None,
+            });
+        let entry = KeyEntry::new(hash, strings, nspecs, kind);
         let id = match self.free_keys.pop() {
             Some(id) => {
                 self.keys[id as usize] = entry;
@@ -953,7 +1088,14 @@ impl PartitionState {
 }
 
 fn put_key_strings(w: &mut crate::checkpoint::Writer, s: &KeyStrings) {
-    w.str(&s.event_type);
+    w.u32(u32::from(s.metric));
+    match &s.event_type {
+        Some(t) => {
+            w.u8(1);
+            w.str(t);
+        }
+        None => w.u8(0),
+    }
     w.u32(s.dimension.map_or(u32::MAX, u32::from));
     match &s.value {
         Some(v) => {
@@ -965,7 +1107,13 @@ fn put_key_strings(w: &mut crate::checkpoint::Writer, s: &KeyStrings) {
 }
 
 fn get_key_strings(r: &mut crate::checkpoint::Reader) -> Result<KeyStrings> {
-    let event_type = r.string()?.into();
+    let damaged = || crate::Error::Checkpoint("the checkpoint payload is damaged".into());
+    let metric = u16::try_from(r.u32()?).map_err(|_| damaged())?;
+    let event_type = if r.u8()? == 1 {
+        Some(r.string()?.into())
+    } else {
+        None
+    };
     let dimension =
         match r.u32()? {
             u32::MAX => None,
@@ -979,6 +1127,7 @@ fn get_key_strings(r: &mut crate::checkpoint::Reader) -> Result<KeyStrings> {
         None
     };
     Ok(KeyStrings {
+        metric,
         event_type,
         dimension,
         value,
@@ -1065,6 +1214,22 @@ pub fn encode_partitions<'a>(
             w.u64(panes.len() as u64);
             for &q in panes {
                 w.i64(q);
+            }
+        }
+    }
+    let thresholds: usize = parts.clone().map(|p| p.thresholds.users.len()).sum();
+    w.u64(thresholds as u64);
+    for p in parts.clone() {
+        for (&(user, key), windows) in &p.thresholds.users {
+            w.u64(user);
+            w.u64(p.keys[key as usize].hash);
+            w.u64(windows.len() as u64);
+            for uw in windows {
+                w.u32(u32::from(uw.spec));
+                w.i64(uw.idx);
+                w.u32(uw.events);
+                w.i64(uw.sum);
+                w.u8(uw.qualified as u8);
             }
         }
     }
@@ -1179,6 +1344,30 @@ pub fn decode_partitions(
         for _ in 0..np {
             set.insert(r.i64()?);
         }
+    }
+    let thresholds = r.len(24)?;
+    for _ in 0..thresholds {
+        let user = r.u64()?;
+        let hash = r.u64()?;
+        let nw = r.len(25)?;
+        let mut windows = Vec::with_capacity(nw);
+        for _ in 0..nw {
+            windows.push(threshold::UserWindow {
+                spec: u16::try_from(r.u32()?).map_err(|_| mismatch())?,
+                idx: r.i64()?,
+                events: r.u32()?,
+                sum: r.i64()?,
+                qualified: r.u8()? != 0,
+            });
+        }
+        let p = &mut parts[partition_of(user, n)];
+        let key = key_in(p, hash, &strings_of)?;
+        if p.thresholds.users.insert((user, key), windows).is_some() {
+            return Err(crate::Error::Checkpoint(
+                "the checkpoint payload is damaged (a user entry appears twice)".into(),
+            ));
+        }
+        p.keys[key as usize].refs += 1;
     }
     let dedups = r.len(16)?;
     for _ in 0..dedups {

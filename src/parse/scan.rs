@@ -13,13 +13,13 @@
 //! rule and every value stays simd-json's; the scanner only has to be right about the lines it
 //! accepts, which `tests/fuzz_parse.rs` checks against the simd-json path line by line.
 
-use crate::parse::field_slot;
+use crate::parse::path::Level;
 
 /// The value of one configured field, as the extraction code needs it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Field<'a> {
     Null,
-    Bool,
+    Bool(bool),
     Str(&'a str),
     /// An integer that fits i64.
     Int(i64),
@@ -52,7 +52,7 @@ impl Field<'_> {
     pub(crate) fn type_name(self) -> &'static str {
         match self {
             Field::Null => "null",
-            Field::Bool => "boolean",
+            Field::Bool(_) => "boolean",
             Field::Str(_) => "string",
             Field::Int(_) | Field::UInt(_) | Field::Float(_) => "number",
             Field::Array => "array",
@@ -68,13 +68,12 @@ const MAX_SKIPPED_DIGITS: usize = 30;
 /// Integers of up to 18 digits always fit i64.
 const MAX_INT_DIGITS: usize = 18;
 
-/// Scans `line`; on `Some(())` it is valid JSON whose root is an object, and `fields[i]` holds the
-/// value of the last top-level member named `names[i]` (`None` if there is none). `sigs[i]` is
-/// `signature(names[i])`. `None`: not settled here, ask simd-json.
+/// Scans `line`; on `Some(())` it is valid JSON whose root is an object, and `fields[s]` holds the
+/// value of the last member reached by the configured path of slot `s` (`None` if there is none).
+/// `None`: not settled here, ask simd-json.
 pub(crate) fn fields<'a>(
     line: &'a [u8],
-    names: &[Box<[u8]>],
-    sigs: &[u64],
+    root: &Level,
     fields: &mut [Option<Field<'a>>],
 ) -> Option<()> {
     let text = std::str::from_utf8(line).ok()?;
@@ -87,14 +86,7 @@ pub(crate) fn fields<'a>(
     if s.peek() != Some(b'{') {
         return None;
     }
-    s.list(b'}', |s| {
-        let n = fields.len();
-        match field_slot(&names[..n], &sigs[..n], s.member_name()?.as_bytes()) {
-            Some(slot) => fields[slot] = Some(s.field()?),
-            None => s.skip_value(1)?,
-        }
-        Some(())
-    })?;
+    s.object(root, fields, 0)?;
     s.ws();
     (s.i == line.len()).then_some(())
 }
@@ -158,11 +150,45 @@ impl<'a> Scanner<'a> {
             }
             b'{' => self.skip_value(1).map(|()| Field::Object),
             b'[' => self.skip_value(1).map(|()| Field::Array),
-            b't' => self.literal(b"true").map(|()| Field::Bool),
-            b'f' => self.literal(b"false").map(|()| Field::Bool),
+            b't' => self.literal(b"true").map(|()| Field::Bool(true)),
+            b'f' => self.literal(b"false").map(|()| Field::Bool(false)),
             b'n' => self.literal(b"null").map(|()| Field::Null),
             _ => None,
         }
+    }
+
+    /// An object whose members named at `level` go to their slots; `self.i` is at its `{`.
+    fn object(
+        &mut self,
+        level: &Level,
+        fields: &mut [Option<Field<'a>>],
+        depth: u32,
+    ) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.list(b'}', |s| {
+            let Some(i) = level.find(s.member_name()?.as_bytes()) else {
+                return s.skip_value(depth + 1);
+            };
+            let value = match level.child(i) {
+                Some(child) => {
+                    // A repeated member replaces the earlier one, nested values included.
+                    for &slot in child.below() {
+                        fields[slot] = None;
+                    }
+                    if s.peek() == Some(b'{') {
+                        s.object(child, fields, depth + 1)?;
+                        Field::Object
+                    } else {
+                        s.field()?
+                    }
+                }
+                None => s.field()?,
+            };
+            fields[level.slot(i)] = Some(value);
+            Some(())
+        })
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
@@ -295,15 +321,21 @@ fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::signature;
+    use crate::parse::path::{FieldPath, Paths};
 
-    fn scan(line: &str, names: &[&str]) -> Option<Vec<Option<String>>> {
-        let names: Vec<Box<[u8]>> = names.iter().map(|n| n.as_bytes().into()).collect();
-        let sigs: Vec<u64> = names.iter().map(|n| signature(n)).collect();
-        let mut out = vec![None; names.len()];
-        fields(line.as_bytes(), &names, &sigs, &mut out)?;
+    /// The fields of `line` at `paths` (dotted), in the order given.
+    fn scan(line: &str, paths: &[&str]) -> Option<Vec<Option<String>>> {
+        let mut p = Paths::default();
+        let slots: Vec<usize> = paths
+            .iter()
+            .map(|n| p.slot(&FieldPath::parse(n).unwrap()))
+            .collect();
+        let mut out = vec![None; p.len()];
+        fields(line.as_bytes(), p.root(), &mut out)?;
         Some(
-            out.iter()
+            slots
+                .iter()
+                .map(|&s| out[s])
                 .map(|f| {
                     f.map(|f| match f {
                         Field::Str(s) => format!("s:{s}"),
@@ -350,6 +382,36 @@ mod tests {
         );
         assert_eq!(scan("{}", &["a"]), Some(vec![None]));
         assert_eq!(scan("{ }", &["a"]), Some(vec![None]));
+    }
+
+    #[test]
+    fn dotted_paths_reach_nested_members_and_the_last_occurrence_wins() {
+        let line = r#"{"p":{"c":"red","q":2,"deep":{"x":"y"}},"a.b":"dot","p2":[{"c":"no"}]}"#;
+        assert_eq!(
+            scan(
+                line,
+                &["p.c", "p.q", "p.deep.x", r"a\.b", "p2.c", "p.zz", "p"]
+            ),
+            Some(vec![
+                Some("s:red".into()),
+                Some("i:2".into()),
+                Some("s:y".into()),
+                Some("s:dot".into()),
+                None,
+                None,
+                Some("object".into()),
+            ])
+        );
+        // a later "p" replaces the earlier one whole; a non-object "p" has no members
+        let again = r#"{"p":{"c":"red","q":1},"p":{"q":3}}"#;
+        assert_eq!(
+            scan(again, &["p.c", "p.q"]),
+            Some(vec![None, Some("i:3".into())])
+        );
+        assert_eq!(
+            scan(r#"{"p":"flat"}"#, &["p.c", "p"]),
+            Some(vec![None, Some("s:flat".into())])
+        );
     }
 
     #[test]

@@ -14,8 +14,11 @@ use simd_json::tape::{Tape, Value};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::config::{Config, Extract, TimeFormat};
-use crate::scan::{self, Field};
+pub mod path;
+pub(crate) mod scan;
+
 use crate::timefmt::{Millis, float_to_ms, parse_rfc3339};
+use scan::Field;
 
 /// Why a line was rejected. The `Display` text is what lands in `rejected/` and in error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,12 +108,18 @@ pub struct Event {
     /// was seen in are the same for it as for key 0 (the event type's total). Counting reuses
     /// key 0's per-user state for it instead of keeping (and looking up) a copy.
     pub same_as_total: u64,
+    /// Bit `i` set: fan-out key `i` is the total key of a metric without a threshold — the key
+    /// whose pane sets the `same_as_total` keys after it (of the same metric) reuse.
+    pub totals: u64,
 }
 
 /// The strings behind one fan-out key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KeyStrings {
-    pub event_type: Box<str>,
+    /// Index into `Config::metrics`.
+    pub metric: u16,
+    /// `None` for a metric with `by_type = false`.
+    pub event_type: Option<Box<str>>,
     /// Dimension index into `Config::dimensions`; `None` on the total key.
     pub dimension: Option<u16>,
     pub value: Option<Box<str>>,
@@ -141,14 +150,91 @@ pub const MAX_FIELDS: usize = 64;
 /// Up to this many distinct fields, their values are gathered in a stack array.
 const FAST_FIELDS: usize = 16;
 
-/// Which of `names` (with `sigs[i] = signature(names[i])`) a member named `key` is, if any. Both
-/// parse paths find their fields with it.
-#[inline]
-pub(crate) fn field_slot(names: &[Box<[u8]>], sigs: &[u64], key: &[u8]) -> Option<usize> {
-    let sig = signature(key);
-    sigs.iter()
-        .zip(names)
-        .position(|(&s, name)| s == sig && **name == *key)
+/// simd-json's pass over one object level: members named at `level` go to their slots, and
+/// members that configured paths go through are descended into. Last occurrence wins (nested
+/// values included), as in most JSON readers and as in the scanner.
+fn collect_level<'i>(
+    obj: &simd_json::tape::Object<'_, 'i>,
+    level: &path::Level,
+    fields: &mut [Option<Field<'i>>],
+) {
+    for (k, v) in obj.iter() {
+        let Some(i) = level.find(k.as_bytes()) else {
+            continue;
+        };
+        if let Some(child) = level.child(i) {
+            for &slot in child.below() {
+                fields[slot] = None;
+            }
+            if let Some(inner) = v.as_object() {
+                collect_level(&inner, child, fields);
+            }
+        }
+        fields[level.slot(i)] = Some(field_of(v));
+    }
+}
+
+/// How one metric turns an accepted event into keys (docs/SEMANTICS.md, "Fan-out").
+struct MetricPlan {
+    filter: Option<usize>,
+    /// Indexes into the parser's dimensions.
+    dims: Vec<usize>,
+    by_type: bool,
+    /// Mixed into every key hash of the metric (0 for the first, so a config without
+    /// `[[metrics]]` keeps the key hashes, and so the row order, of earlier versions).
+    seed: u64,
+    /// Keys of a metric with a threshold keep per-user counters, not pane sets.
+    threshold: bool,
+    /// What the counting state needs of the metric.
+    kind: crate::state::MetricKind,
+    /// The slot of `min_sum`'s field.
+    sum: Option<usize>,
+}
+
+/// The event-type hash of a metric with `by_type = false` (all types share its keys).
+const UNTYPED: u64 = 0x5eed_0f_a11_7e5;
+
+impl MetricPlan {
+    fn all(config: &Config, paths: &mut path::Paths) -> Vec<MetricPlan> {
+        config
+            .metrics
+            .iter()
+            .enumerate()
+            .map(|(m, spec)| MetricPlan {
+                filter: spec.filter,
+                dims: spec.dimensions.clone(),
+                by_type: spec.by_type,
+                seed: if m == 0 {
+                    0
+                } else {
+                    xxh3_64(&(m as u64).to_le_bytes())
+                },
+                threshold: spec.has_threshold(),
+                kind: crate::state::MetricKind {
+                    windows: spec.windows,
+                    rule: match &spec.threshold {
+                        crate::metrics::Threshold::None => None,
+                        crate::metrics::Threshold::Count(n) => {
+                            Some(crate::metrics::threshold::Rule::Count(*n))
+                        }
+                        crate::metrics::Threshold::Sum { micros, .. } => {
+                            Some(crate::metrics::threshold::Rule::Sum(*micros))
+                        }
+                    },
+                },
+                sum: match &spec.threshold {
+                    crate::metrics::Threshold::Sum { path, .. } => Some(paths.slot(path)),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
+    /// The hash standing for the event type in this metric's keys.
+    #[inline]
+    fn type_hash(&self, et: u64) -> u64 {
+        (if self.by_type { et } else { UNTYPED }) ^ self.seed
+    }
 }
 
 /// A cheap filter before comparing a key with a field name: length, first and last byte.
@@ -178,18 +264,24 @@ struct DimSlot {
 
 /// A reusable line parser. One per worker thread: it owns its buffers.
 pub struct Parser {
-    names: Vec<Box<[u8]>>,
-    sigs: Vec<u64>,
+    paths: path::Paths,
     user: usize,
     time: usize,
     event_type: usize,
     event_id: Option<usize>,
-    field_names: Vec<String>,
     time_format: TimeFormat,
     time_min: Millis,
     time_max: Millis,
     max_line_bytes: usize,
     dims: Vec<DimSlot>,
+    /// Per filter, its clauses on slots.
+    filters: Vec<Vec<(usize, crate::metrics::filter::Op)>>,
+    metrics: Vec<MetricPlan>,
+    /// Per dimension, the hash of the current event's value (`None`: absent).
+    dim_hashes: Vec<Option<u64>>,
+    /// Per key of the last parsed event, the amount it adds to a `min_sum` (millionths; 0 for
+    /// keys of other metrics). Filled only when some metric has `min_sum`.
+    amounts: Vec<i64>,
     scratch: Vec<u8>,
     lower: Vec<u8>,
     /// Finds `\u` escapes (built once: building a searcher per line showed in profiles).
@@ -204,24 +296,20 @@ pub struct Parser {
 
 impl Parser {
     pub fn new(config: &Config) -> Parser {
-        let mut names: Vec<Box<[u8]>> = Vec::new();
-        let mut slot = |name: &str| -> usize {
-            if let Some(i) = names.iter().position(|n| &**n == name.as_bytes()) {
-                return i;
-            }
-            names.push(name.as_bytes().into());
-            names.len() - 1
-        };
+        let mut paths = path::Paths::default();
         let f = &config.fields;
-        let user = slot(&f.user);
-        let time = slot(&f.time);
-        let event_type = slot(&f.event_type);
-        let event_id = f.event_id.as_deref().map(&mut slot);
-        let dims = config
+        let user = paths.slot(&path::FieldPath::literal(&f.user));
+        let time = paths.slot(&path::FieldPath::literal(&f.time));
+        let event_type = paths.slot(&path::FieldPath::literal(&f.event_type));
+        let event_id = f
+            .event_id
+            .as_deref()
+            .map(|id| paths.slot(&path::FieldPath::literal(id)));
+        let dims: Vec<DimSlot> = config
             .dimensions
             .iter()
             .map(|d| DimSlot {
-                slot: slot(&d.field),
+                slot: paths.slot(&d.path),
                 name: d.name.clone(),
                 field: d.field.clone(),
                 plan: match &d.extract {
@@ -234,23 +322,32 @@ impl Parser {
                 },
             })
             .collect();
-        let field_names = names
+        let filters = config
+            .filters
             .iter()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .map(|flt| {
+                flt.clauses
+                    .iter()
+                    .map(|c| (paths.slot(&c.path), c.op.clone()))
+                    .collect()
+            })
             .collect();
+        let metrics = MetricPlan::all(config, &mut paths);
         Parser {
-            sigs: names.iter().map(|n| signature(n)).collect(),
-            names,
+            paths,
             user,
             time,
             event_type,
             event_id,
-            field_names,
             time_format: f.time_format,
             time_min: config.limits.time_min,
             time_max: config.limits.time_max,
             max_line_bytes: config.limits.max_line_bytes,
+            dim_hashes: vec![None; dims.len()],
             dims,
+            filters,
+            metrics,
+            amounts: Vec::new(),
             scratch: Vec::new(),
             escape_u: memchr::memmem::Finder::new(b"\\u"),
             lower: Vec::new(),
@@ -280,31 +377,62 @@ impl Parser {
 
     /// Number of fan-out keys an event can have at most (total + one per dimension).
     pub fn max_keys(&self) -> usize {
-        1 + self.dims.len()
+        self.metrics.iter().map(|m| 1 + m.dims.len()).sum()
+    }
+
+    /// Per metric, what the counting state needs of it (windows, threshold).
+    pub fn metric_kinds(&self) -> Vec<crate::state::MetricKind> {
+        self.metrics.iter().map(|m| m.kind).collect()
+    }
+
+    /// The `min_sum` amounts of the keys the last successful [`parse`](Self::parse) appended
+    /// (parallel to them); empty when no metric has `min_sum`.
+    pub fn amounts(&self) -> &[i64] {
+        &self.amounts
     }
 
     /// Parses a line (without its `\n`). On success the event's fan-out key hashes are appended to
-    /// `keys` (the total key first); on rejection `keys` is left as it was.
+    /// `keys`, metric by metric, each metric's total key first; on rejection `keys` is left as it
+    /// was. Every dimension is checked (and may reject the line) whichever metrics use it, so a
+    /// line's fate never depends on the metrics.
     pub fn parse(&mut self, line: &[u8], keys: &mut Vec<u64>) -> Result<Event, Reject> {
         let mark = keys.len();
+        let sums = self.metrics.iter().any(|m| m.sum.is_some());
         let r = self.with_fields(line, |p, f| {
             let (mut event, et) = p.head(f)?;
-            keys.push(key_hash(et, TOTAL, 0));
             for (i, d) in p.dims.iter().enumerate() {
-                if let Some(v) = dim_value(d, f[d.slot], &mut p.lower)? {
+                p.dim_hashes[i] = match dim_value(d, f[d.slot], &mut p.lower)? {
+                    None => None,
+                    Some(DimValue::Str(s)) => Some(xxh3_64(s.as_bytes())),
+                    Some(DimValue::Lower) => Some(xxh3_64(&p.lower)),
+                    Some(DimValue::Interned(_, h)) => Some(h),
+                };
+            }
+            p.amounts.clear();
+            for m in &p.metrics {
+                if let Some(fi) = m.filter
+                    && !p.filters[fi].iter().all(|(slot, op)| op.holds(f[*slot]))
+                {
+                    continue;
+                }
+                let t = m.type_hash(et);
+                let first = keys.len();
+                if !m.threshold && first - mark < 64 {
+                    event.totals |= 1 << (first - mark);
+                }
+                keys.push(key_hash(t, TOTAL, 0));
+                for &i in &m.dims {
+                    let Some(vh) = p.dim_hashes[i] else { continue };
                     let at = keys.len() - mark;
-                    if d.slot == p.user && at < 64 {
+                    if !m.threshold && p.dims[i].slot == p.user && at < 64 {
                         event.same_as_total |= 1 << at;
                     }
-                    let vh = match v {
-                        DimValue::Str(s) => xxh3_64(s.as_bytes()),
-                        DimValue::Lower => xxh3_64(&p.lower),
-                        DimValue::Interned(idx, h) => {
-                            let _ = idx;
-                            h
-                        }
-                    };
-                    keys.push(key_hash(et, i as u64, vh));
+                    keys.push(key_hash(t, i as u64, vh));
+                }
+                if sums {
+                    let amount = m.sum.map_or(0, |slot| micros(f[slot]));
+                    p.amounts
+                        .resize(p.amounts.len() + keys.len() - first, amount);
                 }
             }
             Ok(event)
@@ -327,34 +455,42 @@ impl Parser {
                 Some(Field::Str(s)) => s.into(),
                 _ => Box::from(""),
             };
-            let mut out = vec![(
-                key_hash(et, TOTAL, 0),
-                KeyStrings {
-                    event_type: et_str.clone(),
-                    dimension: None,
-                    value: None,
-                },
-            )];
-            for (i, d) in p.dims.iter().enumerate() {
-                if let Some(v) = dim_value(d, f[d.slot], &mut p.lower)? {
-                    let (vh, s): (u64, Box<str>) = match v {
-                        DimValue::Str(s) => (xxh3_64(s.as_bytes()), s.into()),
-                        DimValue::Lower => {
-                            (xxh3_64(&p.lower), String::from_utf8_lossy(&p.lower).into())
-                        }
-                        DimValue::Interned(idx, h) => match &d.plan {
-                            DimPlan::Lookup(l, _) => (h, l.values[idx as usize].clone()),
-                            _ => (h, Box::from("")),
-                        },
-                    };
-                    out.push((
-                        key_hash(et, i as u64, vh),
-                        KeyStrings {
-                            event_type: et_str.clone(),
-                            dimension: Some(i as u16),
-                            value: Some(s),
-                        },
-                    ));
+            let mut values: Vec<Option<(u64, Box<str>)>> = Vec::with_capacity(p.dims.len());
+            for d in &p.dims {
+                values.push(match dim_value(d, f[d.slot], &mut p.lower)? {
+                    None => None,
+                    Some(DimValue::Str(s)) => Some((xxh3_64(s.as_bytes()), s.into())),
+                    Some(DimValue::Lower) => {
+                        Some((xxh3_64(&p.lower), String::from_utf8_lossy(&p.lower).into()))
+                    }
+                    Some(DimValue::Interned(idx, h)) => match &d.plan {
+                        DimPlan::Lookup(l, _) => Some((h, l.values[idx as usize].clone())),
+                        _ => Some((h, Box::from(""))),
+                    },
+                });
+            }
+            let mut out = Vec::new();
+            for (mi, m) in p.metrics.iter().enumerate() {
+                if let Some(fi) = m.filter
+                    && !p.filters[fi].iter().all(|(slot, op)| op.holds(f[*slot]))
+                {
+                    continue;
+                }
+                let t = m.type_hash(et);
+                let strings = |dimension: Option<u16>, value: Option<Box<str>>| KeyStrings {
+                    metric: mi as u16,
+                    event_type: m.by_type.then(|| et_str.clone()),
+                    dimension,
+                    value,
+                };
+                out.push((key_hash(t, TOTAL, 0), strings(None, None)));
+                for &i in &m.dims {
+                    if let Some((vh, v)) = &values[i] {
+                        out.push((
+                            key_hash(t, i as u64, *vh),
+                            strings(Some(i as u16), Some(v.clone())),
+                        ));
+                    }
                 }
             }
             Ok::<_, Reject>(out)
@@ -384,10 +520,10 @@ impl Parser {
                 limit: self.max_line_bytes,
             });
         }
-        let n = self.names.len().min(MAX_FIELDS);
+        let n = self.paths.len();
         if self.fast && n <= FAST_FIELDS {
             let mut fields: [Option<Field<'_>>; FAST_FIELDS] = [None; FAST_FIELDS];
-            if scan::fields(line, &self.names, &self.sigs, &mut fields[..n]).is_some() {
+            if scan::fields(line, self.paths.root(), &mut fields[..n]).is_some() {
                 self.scanned += 1;
                 return Ok(f(self, &fields[..n]));
             }
@@ -446,12 +582,7 @@ impl Parser {
         obj: &simd_json::tape::Object<'t, 'i>,
         fields: &mut [Option<Field<'i>>],
     ) {
-        let n = fields.len();
-        for (k, v) in obj.iter() {
-            if let Some(i) = field_slot(&self.names[..n], &self.sigs[..n], k.as_bytes()) {
-                fields[i] = Some(field_of(v));
-            }
-        }
+        collect_level(obj, self.paths.root(), fields);
     }
 
     /// User, time, event type and dedup key; returns the event and the event type's hash.
@@ -489,6 +620,7 @@ impl Parser {
                 time,
                 dedup,
                 same_as_total: 0,
+                totals: 0,
             },
             xxh3_64(et.as_bytes()),
         ))
@@ -555,7 +687,7 @@ impl Parser {
                 };
                 return Err(Reject::InvalidTime(format!(
                     "field `{}` is a {}, expected {expected}",
-                    self.field_names[self.time],
+                    self.paths.name(self.time),
                     t.type_name()
                 )));
             }
@@ -568,11 +700,24 @@ impl Parser {
 
     fn wrong(&self, slot: usize, expected: &'static str, found: Field<'_>) -> Reject {
         Reject::WrongType {
-            field: self.field_names[slot].clone(),
+            field: self.paths.name(slot),
             expected,
             found: found.type_name(),
         }
     }
+}
+
+/// A `min_sum` amount in millionths: a non-negative number's value, 0 for anything else (a
+/// negative value too: sums only grow, so whether a user qualifies never depends on event order).
+fn micros(v: Option<Field<'_>>) -> i64 {
+    let m = match v {
+        Some(Field::Int(i)) => i.saturating_mul(1_000_000),
+        Some(f @ (Field::UInt(_) | Field::Float(_))) => {
+            crate::metrics::to_micros(f.as_f64().unwrap_or(0.0))
+        }
+        _ => 0,
+    };
+    m.max(0)
 }
 
 enum DimValue<'a> {
@@ -623,7 +768,7 @@ fn dim_value<'a>(
 fn field_of<'i>(v: Value<'_, 'i>) -> Field<'i> {
     match v.value_type() {
         simd_json::ValueType::Null => Field::Null,
-        simd_json::ValueType::Bool => Field::Bool,
+        simd_json::ValueType::Bool => Field::Bool(v.as_bool().unwrap_or(false)),
         simd_json::ValueType::String => Field::Str(v.into_string().unwrap_or_default()),
         simd_json::ValueType::Array => Field::Array,
         simd_json::ValueType::Object => Field::Object,
