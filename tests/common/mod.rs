@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod naive;
+pub mod refcheck;
 
 use std::fs;
 use std::path::{Path, PathBuf};
