@@ -82,7 +82,49 @@ fn num(rng: &mut Rng) -> Number {
     }
 }
 
+/// A clause that suits its field's values in the generated events (so filters often match some
+/// events but not all), or, one time in three, any field with any operator.
 fn clause(rng: &mut Rng) -> Clause {
+    if rng.chance(0.33) {
+        return any_clause(rng);
+    }
+    let n = |x: f64| Number::from_f64(x).unwrap();
+    let i = |x: i64| Number::from(x);
+    let (field, op) = match rng.below(22) {
+        0 => ("props.color", Op::Eq(json!("black"))),
+        1 => ("props.color", Op::Ne(json!("black"))),
+        2 => (
+            "props.color",
+            Op::In(vec![json!("black"), json!("jet black")]),
+        ),
+        3 => ("props.color", Op::NotIn(vec![json!("black"), json!(1)])),
+        4 => ("props.color", Op::Regex("black$".into())),
+        5 => ("props.product", Op::Regex("(?i)charger".into())),
+        6 => ("props.product", Op::Exists(true)),
+        7 => ("props.qty", Op::Ge(i(1))),
+        8 => ("props.qty", Op::Gt(n(1.0))),
+        9 => ("props.qty", Op::Lt(i(2))),
+        10 => ("props.qty", Op::Le(n(1.25))),
+        11 => ("props.qty", Op::In(vec![json!(1), json!(3), json!("3")])),
+        12 => ("n", Op::NotIn(vec![json!(2)])),
+        13 => ("n", Op::Eq(json!(1))),
+        14 => ("e", Op::Eq(json!("x"))),
+        15 => ("b", Op::Regex("rom".into())),
+        16 => ("props.item.x", Op::Exists(true)),
+        17 => (r"props.item\.x", Op::Eq(json!("black"))),
+        18 => (r"k\.x", Op::In(vec![json!("c1"), json!("black")])),
+        19 => ("k.x", Op::Ge(i(3))),
+        20 => ("flag", Op::Eq(json!(true))),
+        _ => ("props.camp", Op::Ne(json!("c2"))),
+    };
+    Clause {
+        field: field.into(),
+        op,
+    }
+}
+
+/// Any field of [`FIELDS`], any operator, any literal.
+fn any_clause(rng: &mut Rng) -> Clause {
     let field = rng.pick(FIELDS).to_string();
     let list = |rng: &mut Rng| -> Vec<Value> {
         (0..rng.range(1, 4))
@@ -151,7 +193,9 @@ fn metrics_random_cfg(rng: &mut Rng) -> Cfg {
     for i in 0..rng.range(0, 4) {
         cfg.filters.push(FilterCfg {
             name: format!("f{i}"),
-            clauses: (0..rng.range(0, 4)).map(|_| clause(rng)).collect(),
+            clauses: (0..*rng.pick(&[0, 1, 1, 1, 2, 2, 3]))
+                .map(|_| clause(rng))
+                .collect(),
         });
     }
     let dim_names: Vec<String> = cfg.dims.iter().map(|d| d.name.clone()).collect();
@@ -404,7 +448,7 @@ fn metrics_random_input(rng: &mut Rng) -> Vec<u8> {
 /// `--threads` 1, 2 and 4.
 #[test]
 fn many_small_random_metric_streams() {
-    const CASES: u64 = 150;
+    const CASES: u64 = 200;
     const WORKERS: u64 = 3;
     let s = Scratch::new();
     let base = s.dir.path();
@@ -471,6 +515,142 @@ fn many_small_random_metric_streams() {
     assert!(rows.iter().any(|r| r.dimension.as_deref() == Some("camp")));
     assert!(rows.iter().any(|r| r.dimension.as_deref() == Some("kx")));
     assert!(rows.iter().any(|r| r.events > r.unique_users));
+}
+
+/// The random cases, through the reference alone: a threshold or a filter only ever removes users
+/// and events from a (key, window) (and does so often), `min_count = 1` and an empty `where` change
+/// nothing, `by_type = false` rows add up the typed ones' events, and every metric's rows are those
+/// of a config with that metric alone.
+#[test]
+fn reference_invariants_on_random_streams() {
+    use std::collections::BTreeMap;
+    type K = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        i64,
+        i64,
+    );
+    let key = |r: &Row| -> K {
+        (
+            r.event_type.clone(),
+            r.dimension.clone(),
+            r.value.clone(),
+            r.window.clone(),
+            r.start_ms,
+            r.end_ms,
+        )
+    };
+    let by_key = |rows: &[Row], metric: &str| -> BTreeMap<K, (u64, u64)> {
+        rows.iter()
+            .filter(|r| r.metric == metric)
+            .map(|r| (key(r), (r.unique_users, r.events)))
+            .collect()
+    };
+    let (mut bites, mut drops, mut filtered, mut cases_with_rejects) = (0, 0, 0, 0);
+    // filters matching no event, some, all
+    let mut filter_kinds = [0; 3];
+    for seed in 0..200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED_0F_3E7);
+        let cfg = metrics_random_cfg(&mut rng);
+        let input = metrics_random_input(&mut rng);
+        let r = naive::reference(&cfg, std::slice::from_ref(&input));
+        if r.counts.rejected > 0 {
+            cases_with_rejects += 1;
+        }
+        let events: Vec<naive::Ev> = naive::split_lines(std::slice::from_ref(&input))
+            .iter()
+            .filter_map(|l| naive::parse_line(&cfg, l).ok())
+            .collect();
+        for f in &cfg.filters {
+            let n = events
+                .iter()
+                .filter(|e| naive::filter_matches(f, &e.json))
+                .count();
+            filter_kinds[if n == 0 {
+                0
+            } else if n < events.len() {
+                1
+            } else {
+                2
+            }] += 1;
+        }
+        for m in &cfg.metrics {
+            let alone = |m: MetricCfg| {
+                let mut c = cfg.clone();
+                c.metrics = vec![m];
+                naive::reference(&c, std::slice::from_ref(&input)).rows
+            };
+            let mine = by_key(&r.rows, &m.name);
+            assert_eq!(by_key(&alone(m.clone()), &m.name), mine, "seed {seed}");
+            let mut plain = m.clone();
+            plain.threshold = None;
+            let plain_rows = by_key(&alone(plain.clone()), &m.name);
+            for (k, (uu, ev)) in &mine {
+                let (puu, pev) = plain_rows
+                    .get(k)
+                    .unwrap_or_else(|| panic!("seed {seed}: {k:?} only with a threshold"));
+                assert!(uu <= puu && ev <= pev && uu <= ev, "seed {seed} {k:?}");
+                if m.threshold.is_some() && (uu, ev) != (puu, pev) {
+                    bites += 1;
+                }
+            }
+            if m.threshold.is_some() {
+                drops += plain_rows.keys().filter(|k| !mine.contains_key(*k)).count();
+            }
+            let mut one = plain.clone();
+            one.threshold = Some(Threshold::MinCount(1));
+            assert_eq!(by_key(&alone(one), &m.name), plain_rows, "seed {seed}");
+            let mut unfiltered = plain.clone();
+            unfiltered.filter = None;
+            let all_rows = by_key(&alone(unfiltered), &m.name);
+            for (k, (uu, ev)) in &plain_rows {
+                let (auu, aev) = all_rows[k];
+                assert!(*uu <= auu && *ev <= aev, "seed {seed} {k:?}");
+                if (*uu, *ev) != (auu, aev) {
+                    filtered += 1;
+                }
+            }
+            if m.by_type == Some(false) {
+                let mut typed = plain.clone();
+                typed.by_type = Some(true);
+                let mut sums: BTreeMap<K, u64> = BTreeMap::new();
+                for (mut k, (_, ev)) in by_key(&alone(typed), &m.name) {
+                    k.0 = None;
+                    *sums.entry(k).or_default() += ev;
+                }
+                let untyped: BTreeMap<K, u64> = plain_rows
+                    .iter()
+                    .map(|(k, (_, ev))| (k.clone(), *ev))
+                    .collect();
+                assert_eq!(sums, untyped, "seed {seed}");
+            }
+        }
+        // an empty `where` matches everything
+        let mut c = cfg.clone();
+        for f in &mut c.filters {
+            f.clauses.clear();
+        }
+        let mut c2 = c.clone();
+        for m in &mut c2.metrics {
+            m.filter = None;
+        }
+        assert_eq!(
+            naive::reference(&c, std::slice::from_ref(&input)).rows,
+            naive::reference(&c2, std::slice::from_ref(&input)).rows,
+            "seed {seed}"
+        );
+    }
+    assert!(
+        bites > 100
+            && drops > 100
+            && filtered > 100
+            && cases_with_rejects > 40
+            && filter_kinds.iter().all(|&n| n > 30),
+        "thresholds change {bites} rows and drop {drops}, filters change {filtered}, \
+         {cases_with_rejects} cases reject, filters matching none/some/all: {filter_kinds:?}"
+    );
 }
 
 /// The generator's configs cover every operator, both thresholds and every optional key, and its

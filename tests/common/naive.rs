@@ -4,7 +4,10 @@
 //! RFC 3339 dates are turned into days by counting whole years and months from 1970, the median is
 //! taken by sorting a copy of the whole sample every time, every window an event belongs to is found
 //! by trying every candidate window index, lateness is decided by checking every containing window,
-//! and counts live in a `BTreeMap` of `HashSet`s of user strings.
+//! and counts live in a `BTreeMap` per metric from (key, window) to a `BTreeMap` of user strings
+//! to (events, sum in millionths). Field paths are walked step by step through `Value` objects,
+//! filter regexes are compiled anew for every event, `min_sum` values are truncated by reading the
+//! number's decimal text digit by digit.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
