@@ -444,6 +444,11 @@ fn metrics_random_input(rng: &mut Rng) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // the random test
 
+/// The generator of random case `seed` (its config, then its input).
+fn case_rng(seed: u64) -> Rng {
+    Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0005_EED0_F3E7)
+}
+
 /// Hundreds of short random streams and metric configs, each against the reference with
 /// `--threads` 1, 2 and 4.
 #[test]
@@ -453,7 +458,7 @@ fn many_small_random_metric_streams() {
     let s = Scratch::new();
     let base = s.dir.path();
     let one_case = |seed: u64| -> (Counts, Vec<Row>) {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED_0F_3E7);
+        let mut rng = case_rng(seed);
         let cfg = metrics_random_cfg(&mut rng);
         let input = metrics_random_input(&mut rng);
         let dir = base.join(format!("case-{seed}"));
@@ -552,7 +557,7 @@ fn reference_invariants_on_random_streams() {
     // filters matching no event, some, all
     let mut filter_kinds = [0; 3];
     for seed in 0..200u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED_0F_3E7);
+        let mut rng = case_rng(seed);
         let cfg = metrics_random_cfg(&mut rng);
         let input = metrics_random_input(&mut rng);
         let r = naive::reference(&cfg, std::slice::from_ref(&input));
