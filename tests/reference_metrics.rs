@@ -241,38 +241,39 @@ fn metrics_random_cfg(rng: &mut Rng) -> Cfg {
     cfg
 }
 
-/// A value for `props.qty` / `n`: integers, binary-exact fractions, fractions with digits beyond
-/// the 6th (truncated), negatives, and non-numbers (a numeric string, a boolean, null, an object).
-/// Every number here has one value truncated to 6 decimals however it is read (its decimal text,
-/// or its f64 times 1e6): none sits on or just below a multiple of 1e-6.
+/// Values for `props.qty` / `n`: integers, binary-exact fractions, fractions with digits beyond
+/// the 6th (truncated), negatives, exponents, and non-numbers (numeric strings, a boolean, null, an
+/// object, an array). Every number here has one value truncated to 6 decimals however it is read
+/// (its decimal text, its exact f64 value, or its f64 times 1e6): none sits on or just below a
+/// multiple of 1e-6 (`qty_values_truncate_alike_under_every_reading` checks it).
+const QTY: &[&str] = &[
+    "1",
+    "1",
+    "2",
+    "3",
+    "0",
+    "1.0",
+    "2.0",
+    "0.5",
+    "1.25",
+    "0.75",
+    "2.9999999",
+    "0.0000015",
+    "0.0000009",
+    "1.5e0",
+    "25E-1",
+    "-1",
+    "-0.5",
+    "\"3\"",
+    "\"1\"",
+    "true",
+    "null",
+    "{\"v\":3}",
+    "[3]",
+];
+
 fn qty(rng: &mut Rng) -> Option<String> {
-    Some(
-        rng.pick(&[
-            "1",
-            "1",
-            "2",
-            "3",
-            "0",
-            "1.0",
-            "2.0",
-            "0.5",
-            "1.25",
-            "0.75",
-            "2.9999999",
-            "0.0000015",
-            "0.0000009",
-            "-1",
-            "-0.5",
-            "\"3\"",
-            "\"1\"",
-            "true",
-            "null",
-            "{\"v\":3}",
-            "[3]",
-        ])
-        .to_string(),
-    )
-    .filter(|_| rng.chance(0.85))
+    Some(rng.pick(QTY).to_string()).filter(|_| rng.chance(0.85))
 }
 
 fn props(rng: &mut Rng) -> Option<String> {
@@ -290,7 +291,7 @@ fn props(rng: &mut Rng) -> Option<String> {
     if rng.chance(0.8) {
         let c = *rng.pick(&[
             "\"black\"",
-            "\"black\"",
+            "\"bl\\u0061ck\"", // "black" after unescaping
             "\"jet black\"",
             "\"Black\"",
             "\"white\"",
@@ -431,7 +432,14 @@ fn metrics_random_input(rng: &mut Rng) -> Vec<u8> {
                 rng.pick(&["true", "false", "\"true\""]).to_string(),
             ));
         }
-        lines.push(event_line(&mut fields, rng));
+        let line = event_line(&mut fields, rng);
+        // the key `k.x` sometimes written with an escape: keys compare after unescaping
+        let line = if rng.chance(0.3) {
+            line.replacen(r#""k.x":"#, r#""k\u002ex":"#, 1)
+        } else {
+            line
+        };
+        lines.push(line);
     }
     let mut out = Vec::new();
     for l in lines {
@@ -922,6 +930,38 @@ fn min_sum_truncates_and_ignores_non_numbers() {
     );
 }
 
+/// The generator's `min_sum` values truncate to the same millionths under every reading of
+/// "truncated towards zero to 6 decimal places": the number's decimal text (the reference's), its
+/// exact binary value, and its f64 multiplied by 1e6 then truncated.
+#[test]
+fn qty_values_truncate_alike_under_every_reading() {
+    for text in QTY {
+        let v: Value = serde_json::from_str(text).unwrap();
+        let Value::Number(n) = &v else { continue };
+        let reference = naive::millionths(Some(&v));
+        let f = n.as_f64().unwrap();
+        assert_eq!((f * 1e6).trunc() as i128, reference, "{text}: f64 × 1e6");
+        // the exact value of the f64: mantissa × 2^exp, times 1e6, truncated towards zero
+        let bits = f.to_bits();
+        let neg = bits >> 63 == 1;
+        let exp = ((bits >> 52) & 0x7ff) as i64;
+        let frac = (bits & ((1 << 52) - 1)) as i128;
+        let (m, e) = if exp == 0 {
+            (frac, -1074)
+        } else {
+            (frac | (1 << 52), exp - 1075)
+        };
+        let scaled = m * 1_000_000;
+        let mag = if e >= 0 { scaled << e } else { scaled >> -e };
+        assert_eq!(
+            if neg { -mag } else { mag },
+            reference,
+            "{text}: exact value"
+        );
+    }
+    assert_eq!(naive::millionths(Some(&json!(2.5))), 2_500_000);
+}
+
 /// `ne` on an absent field holds (and on null, a non-object on the way, another type); `eq`
 /// needs the same JSON type.
 #[test]
@@ -1105,6 +1145,38 @@ fn by_type_false_and_subsets() {
     let r = naive::reference(&cfg, &[input]);
     assert_eq!(r.rejected_reasons, vec!["wrong type"]);
     assert_eq!(r.counts.counted, 1);
+}
+
+/// Lateness is shared by all metrics and looks at every window spec: an event is late when a window
+/// of a spec that no metric counts in has fired; a filter that no event passes moves nothing.
+#[test]
+fn lateness_ignores_the_metrics_window_subsets() {
+    let mut cfg = tiny_cfg(&[("q10", "10m", None), ("d", "1d", None)]);
+    cfg.strategy = Strategy::Max;
+    cfg.interval = 1;
+    cfg.max_out_of_orderness = "0s".into();
+    cfg.allowed_lateness = "0s".into();
+    cfg.filters = vec![filter("none", vec![("missing", Op::Exists(true))])];
+    cfg.metrics = vec![
+        metric("daily", |m| m.windows = Some(vec!["d".into()])),
+        metric("nothing", |m| m.filter = Some("none".into())),
+    ];
+    let mut input = Vec::new();
+    for l in [
+        ev("a", 30, "x", ""),
+        ev("b", 5, "x", ""),
+        ev("c", 31, "x", ""),
+    ] {
+        input.extend_from_slice(l.as_bytes());
+        input.push(b'\n');
+    }
+    let r = naive::reference(&cfg, &[input]);
+    assert_eq!(r.counts.late, 1); // b: [0, 10) fired once the watermark reached 30m
+    assert_eq!(r.counts.counted, 2);
+    assert_eq!(
+        r.rows,
+        vec![row("daily", Some("x"), None, "d", 0, 1440, 2, 2)]
+    );
 }
 
 /// The TOML the reference writes for the metrics surface.
