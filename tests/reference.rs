@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::naive::{self, Cfg, DimCfg, DimKind, Strategy, TimeFormat, WinCfg};
+use common::refcheck::{
+    assert_matches_reference, diff_against_reference, event_line, json_str, rfc3339, show,
+    small_random_cfg,
+};
 use common::{Counts, DAY, HOUR, MIN, Output, Rng, SEC, Scratch, assert_rows_eq};
 
 // ---------------------------------------------------------------------------------------------
@@ -69,101 +73,6 @@ fn user_name(i: u64) -> String {
     }
 }
 
-/// A JSON string literal; non-ASCII characters are written as `\uXXXX` when `escape`.
-fn json_str(s: &str, escape: bool) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out += "\\\"",
-            '\\' => out += "\\\\",
-            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
-            c if escape && !c.is_ascii() => {
-                let mut buf = [0u16; 2];
-                for u in c.encode_utf16(&mut buf) {
-                    out += &format!("\\u{:04x}", u);
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// (year, month, day, hour, minute, second, ms) of a time ≥ 1970, by subtracting whole years and months.
-fn civil(ms: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
-    assert!(ms >= 0);
-    let mut days = ms / DAY;
-    let rem = ms % DAY;
-    let mut y = 1970;
-    loop {
-        let len = if naive::days_since_epoch(y + 1, 1, 1) - naive::days_since_epoch(y, 1, 1) == 366
-        {
-            366
-        } else {
-            365
-        };
-        if days < len {
-            break;
-        }
-        days -= len;
-        y += 1;
-    }
-    let mut m = 1;
-    loop {
-        let len = naive::days_since_epoch(
-            if m == 12 { y + 1 } else { y },
-            if m == 12 { 1 } else { m + 1 },
-            1,
-        ) - naive::days_since_epoch(y, m, 1);
-        if days < len {
-            break;
-        }
-        days -= len;
-        m += 1;
-    }
-    (
-        y,
-        m,
-        days + 1,
-        rem / HOUR,
-        rem / MIN % 60,
-        rem / SEC % 60,
-        rem % SEC,
-    )
-}
-
-/// An RFC 3339 rendering of `t` with a UTC offset (minutes), separator, `Z` letter and fraction digits.
-fn rfc3339(
-    t: i64,
-    offset_min: i64,
-    sep: char,
-    z: &str,
-    frac_digits: usize,
-    rng: &mut Rng,
-) -> String {
-    let local = t + offset_min * MIN;
-    let (y, mo, d, h, mi, s, ms) = civil(local);
-    let mut out = format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}");
-    if frac_digits > 0 {
-        let mut frac = format!("{ms:03}");
-        while frac.len() < frac_digits {
-            frac.push(char::from(b'0' + rng.below(10) as u8)); // digits beyond ms are truncated away
-        }
-        frac.truncate(frac_digits);
-        out += ".";
-        out += &frac;
-    }
-    if offset_min == 0 && !z.is_empty() {
-        out += z;
-    } else {
-        let sign = if offset_min < 0 { '-' } else { '+' };
-        let a = offset_min.abs();
-        out += &format!("{sign}{:02}:{:02}", a / 60, a % 60);
-    }
-    out
-}
-
 /// Renders `t` in one of the formats `auto` accepts; the reference parses it back on its own.
 fn time_value(t: i64, rng: &mut Rng) -> String {
     let r = rng.unit();
@@ -191,20 +100,6 @@ fn time_value(t: i64, rng: &mut Rng) -> String {
     } else {
         json_str(&format!("{t}"), false) // ms as a digit string
     }
-}
-
-/// A valid event line: fields in a shuffled order, with varied spacing and some noise fields.
-fn event_line(fields: &mut [(String, String)], rng: &mut Rng) -> String {
-    for i in (1..fields.len()).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        fields.swap(i, j);
-    }
-    let spacing = *rng.pick(&["", " "]);
-    let parts: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| format!("{}:{spacing}{v}", json_str(k, false)))
-        .collect();
-    format!("{{{}}}", parts.join(&format!(",{spacing}")))
 }
 
 fn reject_line(clock: i64, rng: &mut Rng) -> Vec<u8> {
@@ -503,82 +398,13 @@ fn base_cfg() -> Cfg {
                 slide: Some("1h".into()),
             },
         ],
+        filters: vec![],
+        metrics: vec![],
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // checks
-
-fn joined(lines: &[Vec<u8>]) -> Vec<u8> {
-    let mut v = Vec::new();
-    for l in lines {
-        v.extend_from_slice(l);
-        v.push(b'\n');
-    }
-    v
-}
-
-fn show(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    if s.len() > 3000 {
-        format!("{}… ({} bytes)", &s[..3000], bytes.len())
-    } else {
-        s.into_owned()
-    }
-}
-
-/// Compares one run of the binary with the reference in every observable way; `Err` says how
-/// they differ.
-fn diff_against_reference(out: &Output, r: &naive::Outcome, what: &str) -> Result<(), String> {
-    if out.rows != r.rows {
-        return Err(
-            std::panic::catch_unwind(|| assert_rows_eq(&out.rows, &r.rows, what))
-                .err()
-                .and_then(|e| e.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| format!("{what}: rows differ")),
-        );
-    }
-    if out.counts != r.counts {
-        return Err(format!(
-            "{what}: summary counters (engine vs reference):\n  {:?}\n  {:?}",
-            out.counts, r.counts
-        ));
-    }
-    let expected_late = joined(&r.late_lines);
-    if out.late != expected_late {
-        // find the first differing line for a readable message
-        let a: Vec<&[u8]> = out.late.split(|&b| b == b'\n').collect();
-        let e: Vec<&[u8]> = expected_late.split(|&b| b == b'\n').collect();
-        let i = a
-            .iter()
-            .zip(&e)
-            .position(|(x, y)| x != y)
-            .unwrap_or(a.len().min(e.len()));
-        return Err(format!(
-            "{what}: late/ differs from the reference's late lines ({} vs {} lines); first difference at line {i}:\nengine:    {}\nreference: {}",
-            a.len() - 1,
-            e.len() - 1,
-            a.get(i).map_or("<none>".into(), |l| show(l)),
-            e.get(i).map_or("<none>".into(), |l| show(l)),
-        ));
-    }
-    let mut got: Vec<String> = out.rejected_reasons.clone();
-    let mut want: Vec<String> = r.rejected_reasons.iter().map(|r| r.to_string()).collect();
-    got.sort();
-    want.sort();
-    if got != want {
-        return Err(format!(
-            "{what}: reasons in rejected/:\n  engine:    {got:?}\n  reference: {want:?}"
-        ));
-    }
-    Ok(())
-}
-
-fn assert_matches_reference(out: &Output, r: &naive::Outcome, what: &str) {
-    if let Err(e) = diff_against_reference(out, r, what) {
-        panic!("{e}");
-    }
-}
 
 /// Writes the input, runs the reference and the binary with 1, 2 and 4 threads, compares.
 fn check(cfg: &Cfg, input: &[u8]) -> (naive::Outcome, Vec<Output>) {
@@ -951,71 +777,6 @@ fn small_random_input(rng: &mut Rng) -> Vec<u8> {
         out.push(b'\n');
     }
     out
-}
-
-fn small_random_cfg(rng: &mut Rng) -> Cfg {
-    let mut windows: Vec<WinCfg> = Vec::new();
-    let all: &[(&str, &str, Option<&str>)] = &[
-        ("q15", "15m", None),
-        ("h", "1h", None),
-        ("t20", "20m", None),
-        ("s30-10", "30m", Some("10m")),
-        ("s2h-30", "2h", Some("30m")),
-        ("d", "1d", None),
-    ];
-    for _ in 0..rng.range(1, 4) {
-        let (name, size, slide) = *rng.pick(all);
-        if !windows.iter().any(|w| w.name == name) {
-            windows.push(WinCfg {
-                name: name.into(),
-                size: size.into(),
-                slide: slide.map(|x| x.into()),
-            });
-        }
-    }
-    let mut dims = Vec::new();
-    if rng.chance(0.5) {
-        dims.push(DimCfg {
-            name: "browser".into(),
-            field: "b".into(),
-            kind: DimKind::Raw,
-        });
-    }
-    if rng.chance(0.3) {
-        dims.push(DimCfg {
-            name: "provider".into(),
-            field: "u".into(),
-            kind: DimKind::EmailDomain,
-        });
-    }
-    Cfg {
-        user: "u".into(),
-        time: "t".into(),
-        time_format: TimeFormat::Auto,
-        event_type: "e".into(),
-        event_id: if rng.chance(0.85) {
-            Some("id".into())
-        } else {
-            None
-        },
-        ttl: rng
-            .pick(&["1m", "10m", "30m", "1h", "2h", "24h"])
-            .to_string(),
-        strategy: if rng.chance(0.5) {
-            Strategy::Max
-        } else {
-            Strategy::Median
-        },
-        sample: rng.range(1, 9) as usize,
-        interval: rng.range(1, 6) as usize,
-        max_out_of_orderness: rng.pick(&["0s", "5m", "10m", "30m"]).to_string(),
-        allowed_lateness: rng
-            .pick(&["0s", "5m", "15m", "1h", "unbounded"])
-            .to_string(),
-        max_line_bytes: 1024,
-        dims,
-        windows,
-    }
 }
 
 /// Hundreds of short random streams and configs, each against the reference.

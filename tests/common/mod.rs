@@ -2,10 +2,12 @@
 //! plain sorted rows, read `_summary.json` and the `_late/` and `_rejected/` side files.
 //!
 //! `naive` holds the deliberately simple reference implementation of docs/SEMANTICS.md used by
-//! `tests/reference.rs`.
+//! `tests/reference.rs` and `tests/reference_metrics.rs`; `refcheck` the helpers both share
+//! (rendering generated events, a small random config, comparing a run with the reference).
 #![allow(dead_code)]
 
 pub mod naive;
+pub mod refcheck;
 
 use std::fs;
 use std::path::{Path, PathBuf};

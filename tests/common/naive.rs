@@ -4,10 +4,13 @@
 //! RFC 3339 dates are turned into days by counting whole years and months from 1970, the median is
 //! taken by sorting a copy of the whole sample every time, every window an event belongs to is found
 //! by trying every candidate window index, lateness is decided by checking every containing window,
-//! and counts live in a `BTreeMap` of `HashSet`s of user strings.
+//! and counts live in a `BTreeMap` per metric from (key, window) to a `BTreeMap` of user strings
+//! to (events, sum in millionths). Field paths are walked step by step through `Value` objects,
+//! filter regexes are compiled anew for every event, `min_sum` values are truncated by reading the
+//! number's decimal text digit by digit.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -70,6 +73,83 @@ pub struct Cfg {
     pub max_line_bytes: usize,
     pub dims: Vec<DimCfg>,
     pub windows: Vec<WinCfg>,
+    /// `[[filters]]`.
+    pub filters: Vec<FilterCfg>,
+    /// `[[metrics]]`; empty = the implicit metric `all` (no `[[metrics]]` written).
+    pub metrics: Vec<MetricCfg>,
+}
+
+/// One filter operator and its operand(s), exactly as docs/SEMANTICS.md "Filters" lists them.
+/// Literals are JSON values: a string, a number or a boolean (`In`/`NotIn`: strings and numbers).
+#[derive(Debug, Clone)]
+pub enum Op {
+    Eq(Value),
+    Ne(Value),
+    In(Vec<Value>),
+    NotIn(Vec<Value>),
+    /// Rust `regex` syntax, unanchored search.
+    Regex(String),
+    Lt(serde_json::Number),
+    Le(serde_json::Number),
+    Gt(serde_json::Number),
+    Ge(serde_json::Number),
+    Exists(bool),
+}
+
+/// One clause of a filter's `where`: a field path (as written in the TOML, `\.` for a literal dot)
+/// and one operator.
+#[derive(Debug, Clone)]
+pub struct Clause {
+    pub field: String,
+    pub op: Op,
+}
+
+/// `[[filters]]`: an event matches iff every clause holds (an empty `where` matches everything).
+#[derive(Debug, Clone)]
+pub struct FilterCfg {
+    pub name: String,
+    pub clauses: Vec<Clause>,
+}
+
+/// A metric's optional threshold.
+#[derive(Debug, Clone)]
+pub enum Threshold {
+    /// `min_count = N` (N ≥ 1).
+    MinCount(u64),
+    /// `min_sum = { field = F, value = V }` (V > 0, an integer or a float as the JSON number says).
+    MinSum {
+        field: String,
+        value: serde_json::Number,
+    },
+}
+
+/// `[[metrics]]`. `None` = the key is not written (its default applies).
+#[derive(Debug, Clone)]
+pub struct MetricCfg {
+    pub name: String,
+    /// A filter's name; `None` = every counted event.
+    pub filter: Option<String>,
+    /// A subset of `[[dimensions]]` by name; `None` = all, `Some(vec![])` = the total row only.
+    pub dimensions: Option<Vec<String>>,
+    /// A non-empty subset of `[[windows]]` by name; `None` = all.
+    pub windows: Option<Vec<String>>,
+    /// `None` = not written (default `true`).
+    pub by_type: Option<bool>,
+    pub threshold: Option<Threshold>,
+}
+
+impl MetricCfg {
+    /// A metric with only a name: every event, dimension and window, by type, no threshold.
+    pub fn new(name: &str) -> MetricCfg {
+        MetricCfg {
+            name: name.into(),
+            filter: None,
+            dimensions: None,
+            windows: None,
+            by_type: None,
+            threshold: None,
+        }
+    }
 }
 
 const DEFAULT_TIME_MIN: i64 = 0; // 1970-01-01T00:00:00Z
@@ -95,6 +175,41 @@ pub fn dur(s: &str) -> i64 {
 
 fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap() // a JSON string of plain ASCII is a valid TOML basic string
+}
+
+/// A JSON literal (string, number, boolean) as a TOML value.
+fn toml_lit(v: &Value) -> String {
+    match v {
+        Value::String(s) => toml_str(s),
+        Value::Number(n) => n.to_string(), // `3`, `-2`, `1.5`, `3.0`: TOML integers and floats
+        Value::Bool(b) => b.to_string(),
+        other => panic!("not a filter literal: {other}"),
+    }
+}
+
+fn toml_str_list(xs: &[String]) -> String {
+    let items: Vec<String> = xs.iter().map(|x| toml_str(x)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn toml_clause(c: &Clause) -> String {
+    let list = |xs: &[Value]| {
+        let items: Vec<String> = xs.iter().map(toml_lit).collect();
+        format!("[{}]", items.join(", "))
+    };
+    let op = match &c.op {
+        Op::Eq(x) => format!("eq = {}", toml_lit(x)),
+        Op::Ne(x) => format!("ne = {}", toml_lit(x)),
+        Op::In(xs) => format!("in = {}", list(xs)),
+        Op::NotIn(xs) => format!("not_in = {}", list(xs)),
+        Op::Regex(re) => format!("regex = {}", toml_str(re)),
+        Op::Lt(n) => format!("lt = {n}"),
+        Op::Le(n) => format!("le = {n}"),
+        Op::Gt(n) => format!("gt = {n}"),
+        Op::Ge(n) => format!("ge = {n}"),
+        Op::Exists(b) => format!("exists = {b}"),
+    };
+    format!("{{ field = {}, {op} }}", toml_str(&c.field))
 }
 
 impl Cfg {
@@ -149,6 +264,45 @@ impl Cfg {
             writeln!(t, "size = {}", toml_str(&w.size)).unwrap();
             if let Some(s) = &w.slide {
                 writeln!(t, "slide = {}", toml_str(s)).unwrap();
+            }
+        }
+        for f in &self.filters {
+            t += "\n[[filters]]\n";
+            writeln!(t, "name = {}", toml_str(&f.name)).unwrap();
+            if f.clauses.is_empty() {
+                t += "where = []\n";
+            } else {
+                t += "where = [\n";
+                for c in &f.clauses {
+                    writeln!(t, "  {},", toml_clause(c)).unwrap();
+                }
+                t += "]\n";
+            }
+        }
+        for m in &self.metrics {
+            t += "\n[[metrics]]\n";
+            writeln!(t, "name = {}", toml_str(&m.name)).unwrap();
+            if let Some(f) = &m.filter {
+                writeln!(t, "filter = {}", toml_str(f)).unwrap();
+            }
+            if let Some(d) = &m.dimensions {
+                writeln!(t, "dimensions = {}", toml_str_list(d)).unwrap();
+            }
+            if let Some(w) = &m.windows {
+                writeln!(t, "windows = {}", toml_str_list(w)).unwrap();
+            }
+            if let Some(b) = m.by_type {
+                writeln!(t, "by_type = {b}").unwrap();
+            }
+            match &m.threshold {
+                None => {}
+                Some(Threshold::MinCount(n)) => writeln!(t, "min_count = {n}").unwrap(),
+                Some(Threshold::MinSum { field, value }) => writeln!(
+                    t,
+                    "min_sum = {{ field = {}, value = {value} }}",
+                    toml_str(field)
+                )
+                .unwrap(),
             }
         }
         t
@@ -219,6 +373,151 @@ pub struct Ev {
     pub id: Option<String>,
     /// (dimension name, value) for every present dimension.
     pub dims: Vec<(String, String)>,
+    /// The whole JSON object, for filters and `min_sum` fields.
+    pub json: Value,
+}
+
+/// The steps of a field path: split at every `.` not preceded by a backslash; `\.` is a literal
+/// dot; a backslash before anything else is refused (a config error, so a panic here).
+pub fn path_steps(field: &str) -> Vec<String> {
+    let mut steps = vec![String::new()];
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('.') => steps.last_mut().unwrap().push('.'),
+                other => panic!("field {field:?}: a backslash before {other:?}"),
+            },
+            '.' => steps.push(String::new()),
+            c => steps.last_mut().unwrap().push(c),
+        }
+    }
+    steps
+}
+
+/// The value at a field path in an event object, walking one object key per step; `None` (absent)
+/// when a step is missing, when it would have to descend into a non-object (an array included),
+/// and when the value found is JSON `null`.
+pub fn lookup_path<'a>(obj: &'a Value, field: &str) -> Option<&'a Value> {
+    let mut cur = obj;
+    for step in path_steps(field) {
+        match cur {
+            Value::Object(m) => match m.get(&step) {
+                Some(v) => cur = v,
+                None => return None,
+            },
+            _ => return None,
+        }
+    }
+    if cur.is_null() { None } else { Some(cur) }
+}
+
+/// Numeric comparison of two JSON numbers: exact as integers when both are integers, else as f64.
+fn num_cmp(a: &serde_json::Number, b: &serde_json::Number) -> Option<std::cmp::Ordering> {
+    let int = |n: &serde_json::Number| -> Option<i128> {
+        n.as_i64()
+            .map(|i| i as i128)
+            .or_else(|| n.as_u64().map(|u| u as i128))
+    };
+    match (int(a), int(b)) {
+        (Some(x), Some(y)) => Some(x.cmp(&y)),
+        _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
+    }
+}
+
+/// `eq`: the same JSON type and equal (strings byte for byte, numbers numerically, booleans alike).
+fn json_eq(v: Option<&Value>, x: &Value) -> bool {
+    match (v, x) {
+        (Some(Value::String(a)), Value::String(b)) => a == b,
+        (Some(Value::Number(a)), Value::Number(b)) => {
+            num_cmp(a, b) == Some(std::cmp::Ordering::Equal)
+        }
+        (Some(Value::Bool(a)), Value::Bool(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Whether one clause holds for an event object.
+pub fn clause_holds(c: &Clause, obj: &Value) -> bool {
+    use std::cmp::Ordering::*;
+    let v = lookup_path(obj, &c.field);
+    let num = |n: &serde_json::Number, ok: &[std::cmp::Ordering]| match v {
+        Some(Value::Number(x)) => num_cmp(x, n).is_some_and(|o| ok.contains(&o)),
+        _ => false,
+    };
+    match &c.op {
+        Op::Eq(x) => json_eq(v, x),
+        Op::Ne(x) => !json_eq(v, x),
+        Op::In(xs) => xs.iter().any(|x| json_eq(v, x)),
+        Op::NotIn(xs) => !xs.iter().any(|x| json_eq(v, x)),
+        Op::Regex(re) => match v {
+            Some(Value::String(s)) => regex::Regex::new(re)
+                .unwrap_or_else(|e| panic!("bad regex {re:?}: {e}"))
+                .is_match(s),
+            _ => false,
+        },
+        Op::Lt(n) => num(n, &[Less]),
+        Op::Le(n) => num(n, &[Less, Equal]),
+        Op::Gt(n) => num(n, &[Greater]),
+        Op::Ge(n) => num(n, &[Greater, Equal]),
+        Op::Exists(b) => v.is_some() == *b,
+    }
+}
+
+/// Whether an event object matches a filter: every clause holds.
+pub fn filter_matches(f: &FilterCfg, obj: &Value) -> bool {
+    f.clauses.iter().all(|c| clause_holds(c, obj))
+}
+
+/// A decimal text `[-]digits[.digits]` as (numerator, 10^fraction digits).
+fn decimal(text: &str) -> (i128, i128) {
+    let (neg, body) = match text.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, text),
+    };
+    assert!(
+        !body.contains(['e', 'E']),
+        "a number written with an exponent: {text}"
+    );
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let mut n: i128 = 0;
+    let mut scale: i128 = 1;
+    for c in int.chars().chain(frac.chars()) {
+        n = n * 10 + c.to_digit(10).unwrap_or_else(|| panic!("number {text}")) as i128;
+    }
+    for _ in frac.chars() {
+        scale *= 10;
+    }
+    (if neg { -n } else { n }, scale)
+}
+
+/// The decimal text of a JSON number: integers as they are, floats by Rust's shortest
+/// round-trip rendering of the f64 (never with an exponent).
+fn number_text(n: &serde_json::Number) -> String {
+    if n.is_i64() || n.is_u64() {
+        n.to_string()
+    } else {
+        format!("{}", n.as_f64().unwrap())
+    }
+}
+
+/// What one event adds to a `min_sum`, in millionths: a number truncated towards zero to 6 decimal
+/// places (of its decimal value); an absent or non-number field adds 0.
+pub fn millionths(v: Option<&Value>) -> i128 {
+    match v {
+        Some(Value::Number(n)) => {
+            let (num, scale) = decimal(&number_text(n));
+            // num / scale * 1e6, truncated towards zero (Rust's `/` on integers truncates so)
+            num * 1_000_000 / scale
+        }
+        _ => 0,
+    }
+}
+
+/// Whether a sum of millionths is ≥ V (exactly: `sum / 1e6 ≥ V`).
+pub fn sum_reaches(sum_millionths: i128, v: &serde_json::Number) -> bool {
+    let (num, scale) = decimal(&number_text(v));
+    sum_millionths * scale >= num * 1_000_000
 }
 
 fn is_leap(y: i64) -> bool {
@@ -416,8 +715,8 @@ pub fn parse_line(cfg: &Cfg, line: &[u8]) -> Result<Ev, &'static str> {
 
     let mut dims = Vec::new();
     for d in &cfg.dims {
-        let s = match obj.get(&d.field) {
-            None | Some(Value::Null) => continue,
+        let s = match lookup_path(&v, &d.field) {
+            None => continue,
             Some(Value::String(s)) if s.is_empty() => continue,
             Some(Value::String(s)) => s.clone(),
             Some(_) => return Err("wrong type"),
@@ -441,6 +740,7 @@ pub fn parse_line(cfg: &Cfg, line: &[u8]) -> Result<Ev, &'static str> {
         event_type,
         id,
         dims,
+        json: v.clone(),
     })
 }
 
@@ -463,48 +763,102 @@ pub fn windows_containing(cfg: &Cfg, t: i64) -> Vec<(String, i64, i64)> {
     out
 }
 
-/// Exact batch computation: counts every given event in every window containing it.
+/// The metrics a config computes: its `[[metrics]]`, or the implicit metric `all`.
+pub fn effective_metrics(cfg: &Cfg) -> Vec<MetricCfg> {
+    if cfg.metrics.is_empty() {
+        vec![MetricCfg::new(super::ALL)]
+    } else {
+        cfg.metrics.clone()
+    }
+}
+
+/// Exact batch computation: for every metric, every event its filter matches, in every window of
+/// the metric's specs containing it, in the total key and every present dimension of the metric;
+/// per (key, window) a map user → (events, sum in millionths), then the threshold decides which
+/// users qualify.
 pub fn aggregate(cfg: &Cfg, events: &[Ev]) -> Vec<Row> {
-    type Key = (String, Option<String>, Option<String>, String, i64, i64);
-    let mut acc: BTreeMap<Key, (HashSet<String>, u64)> = BTreeMap::new();
-    for ev in events {
-        let mut keys: Vec<(Option<String>, Option<String>)> = vec![(None, None)];
-        for (name, value) in &ev.dims {
-            keys.push((Some(name.clone()), Some(value.clone())));
+    // (event type, dimension, value, window, start, end)
+    type Key = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        i64,
+        i64,
+    );
+    let mut rows: Vec<Row> = Vec::new();
+    for m in effective_metrics(cfg) {
+        let filter = m.filter.as_ref().map(|name| {
+            cfg.filters
+                .iter()
+                .find(|f| &f.name == name)
+                .unwrap_or_else(|| panic!("metric {}: no filter {name}", m.name))
+        });
+        let mut acc: BTreeMap<Key, BTreeMap<String, (u64, i128)>> = BTreeMap::new();
+        for ev in events {
+            if let Some(f) = filter
+                && !filter_matches(f, &ev.json)
+            {
+                continue;
+            }
+            let t = if m.by_type.unwrap_or(true) {
+                Some(ev.event_type.clone())
+            } else {
+                None
+            };
+            let add = match &m.threshold {
+                Some(Threshold::MinSum { field, .. }) => millionths(lookup_path(&ev.json, field)),
+                _ => 0,
+            };
+            let mut keys: Vec<(Option<String>, Option<String>)> = vec![(None, None)];
+            for (name, value) in &ev.dims {
+                if m.dimensions.as_ref().is_none_or(|ds| ds.contains(name)) {
+                    keys.push((Some(name.clone()), Some(value.clone())));
+                }
+            }
+            for (wname, start, end) in windows_containing(cfg, ev.t) {
+                if !m.windows.as_ref().is_none_or(|ws| ws.contains(&wname)) {
+                    continue;
+                }
+                for (dn, dv) in &keys {
+                    let users = acc
+                        .entry((t.clone(), dn.clone(), dv.clone(), wname.clone(), start, end))
+                        .or_default();
+                    let u = users.entry(ev.user.clone()).or_insert((0, 0));
+                    u.0 += 1;
+                    u.1 += add;
+                }
+            }
         }
-        for (wname, start, end) in windows_containing(cfg, ev.t) {
-            for (dn, dv) in &keys {
-                let e = acc
-                    .entry((
-                        ev.event_type.clone(),
-                        dn.clone(),
-                        dv.clone(),
-                        wname.clone(),
-                        start,
-                        end,
-                    ))
-                    .or_default();
-                e.0.insert(ev.user.clone());
-                e.1 += 1;
+        for ((event_type, dimension, value, window, start_ms, end_ms), users) in acc {
+            let mut unique_users = 0;
+            let mut n_events = 0;
+            for (count, sum) in users.values() {
+                let qualifies = match &m.threshold {
+                    None => true,
+                    Some(Threshold::MinCount(n)) => count >= n,
+                    Some(Threshold::MinSum { value, .. }) => sum_reaches(*sum, value),
+                };
+                if qualifies {
+                    unique_users += 1;
+                    n_events += count;
+                }
+            }
+            if unique_users >= 1 {
+                rows.push(Row {
+                    metric: m.name.clone(),
+                    event_type,
+                    dimension,
+                    value,
+                    window,
+                    start_ms,
+                    end_ms,
+                    unique_users,
+                    events: n_events,
+                });
             }
         }
     }
-    let mut rows: Vec<Row> = acc
-        .into_iter()
-        .map(
-            |((event_type, dimension, value, window, start_ms, end_ms), (users, events))| Row {
-                metric: super::ALL.into(),
-                event_type: Some(event_type),
-                dimension,
-                value,
-                window,
-                start_ms,
-                end_ms,
-                unique_users: users.len() as u64,
-                events,
-            },
-        )
-        .collect();
     rows.sort();
     rows
 }
