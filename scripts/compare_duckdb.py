@@ -37,16 +37,30 @@ What it does
    ASCII-lowercased part after the last '@'; CSV lookup join; raw string field), tumbling and
    sliding windows ([k*slide, k*slide+size) for every k with k*slide <= t < k*slide+size), and
    exact count(DISTINCT user) / count(*) per (key, window). The result goes to a Parquet file.
-4. Compares the two results row for row (FULL OUTER JOIN on event_type, dimension, value, window,
-   window_start, window_end; then unique_users and events), and the summary counters
-   (lines, counted, duplicates, late, rejected) with abacus's _summary.json.
+   `[[filters]]` and `[[metrics]]` (docs/SEMANTICS.md "Field paths" .. "Windows"): field paths
+   ('.' into nested objects, '\.' a literal dot, never into arrays, JSON null = absent; the last
+   occurrence of a nested key wins: macro `jget`), each filter a boolean column over the parsed
+   lines (eq/ne/in/not_in by JSON type, integers against integers exactly, other numbers as
+   DOUBLE; regex = RE2 `regexp_matches` on strings; lt..ge on numbers only; exists), the fan-out
+   per metric (its filter, its dimensions, event type NULL for `by_type = false`), its windows,
+   and thresholds: per (key, window, user) count(*) >= min_count, or the sum of the field in
+   integer millionths (macro `micros`: the JSON number's decimal text truncated towards zero,
+   by digit-string arithmetic, no floating point) >= ceil(value * 1e6); then unique_users =
+   qualifying users, events = their events. Without [[metrics]] the one metric is `all`.
+4. Compares the two results row for row (FULL OUTER JOIN on metric, event_type, dimension, value,
+   window, window_start, window_end; then unique_users and events), and the summary counters
+   (lines, counted, duplicates, late, rejected) with abacus's _summary.json. An abacus output
+   without a `metric` column (older than [[metrics]]) is read as metric `all`.
 
 Prints rows compared, mismatches (the first --show of them), wall time and peak RSS of each side
 and the speed ratio; exits 1 on any mismatch, 2 on a usage/setup error.
 
 Not modelled in SQL (they do not occur in `abacus generate` output): `[limits] max_line_bytes`
 (read_ndjson has no line length), invalid UTF-8, and the distinction between rejection *reasons*
-(only the number of rejected lines is compared). DuckDB's peak RSS includes the Python interpreter
+(only the number of rejected lines is compared). Nor is a top-level key that occurs twice in a
+line (read_ndjson keeps the first, SEMANTICS.md the last; nested keys are right). RE2 is not Rust's
+`regex`: `(?i)` folds non-ASCII letters in both, `\w`/`\d`/`\b` are ASCII in RE2 and Unicode in
+Rust. DuckDB's peak RSS includes the Python interpreter
 (~30-40 MB) that hosts it.
 """
 
