@@ -37,16 +37,30 @@ What it does
    ASCII-lowercased part after the last '@'; CSV lookup join; raw string field), tumbling and
    sliding windows ([k*slide, k*slide+size) for every k with k*slide <= t < k*slide+size), and
    exact count(DISTINCT user) / count(*) per (key, window). The result goes to a Parquet file.
-4. Compares the two results row for row (FULL OUTER JOIN on event_type, dimension, value, window,
-   window_start, window_end; then unique_users and events), and the summary counters
-   (lines, counted, duplicates, late, rejected) with abacus's _summary.json.
+   `[[filters]]` and `[[metrics]]` (docs/SEMANTICS.md "Field paths" .. "Windows"): field paths
+   ('.' into nested objects, '\.' a literal dot, never into arrays, JSON null = absent; the last
+   occurrence of a nested key wins: macro `jget`), each filter a boolean column over the parsed
+   lines (eq/ne/in/not_in by JSON type, integers against integers exactly, other numbers as
+   DOUBLE; regex = RE2 `regexp_matches` on strings; lt..ge on numbers only; exists), the fan-out
+   per metric (its filter, its dimensions, event type NULL for `by_type = false`), its windows,
+   and thresholds: per (key, window, user) count(*) >= min_count, or the sum of the field in
+   integer millionths (macro `micros`: the JSON number's decimal text truncated towards zero,
+   by digit-string arithmetic, no floating point) >= ceil(value * 1e6); then unique_users =
+   qualifying users, events = their events. Without [[metrics]] the one metric is `all`.
+4. Compares the two results row for row (FULL OUTER JOIN on metric, event_type, dimension, value,
+   window, window_start, window_end; then unique_users and events), and the summary counters
+   (lines, counted, duplicates, late, rejected) with abacus's _summary.json. An abacus output
+   without a `metric` column (older than [[metrics]]) is read as metric `all`.
 
 Prints rows compared, mismatches (the first --show of them), wall time and peak RSS of each side
 and the speed ratio; exits 1 on any mismatch, 2 on a usage/setup error.
 
 Not modelled in SQL (they do not occur in `abacus generate` output): `[limits] max_line_bytes`
 (read_ndjson has no line length), invalid UTF-8, and the distinction between rejection *reasons*
-(only the number of rejected lines is compared). DuckDB's peak RSS includes the Python interpreter
+(only the number of rejected lines is compared). Nor is a top-level key that occurs twice in a
+line (read_ndjson keeps the first, SEMANTICS.md the last; nested keys are right). RE2 is not Rust's
+`regex`: `(?i)` folds non-ASCII letters in both, `\w`/`\d`/`\b` are ASCII in RE2 and Unicode in
+Rust. DuckDB's peak RSS includes the Python interpreter
 (~30-40 MB) that hosts it.
 """
 
@@ -100,13 +114,22 @@ def rfc3339_ms(text: str) -> int:
 # ---- TOML output (enough for abacus configs: tables of scalars and arrays of tables) ----------
 
 
+def _toml_key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+
+
 def _toml_scalar(v) -> str:
+    """A TOML value: scalars, arrays and inline tables (filters' `where`, `min_sum`)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
         return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_scalar(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_scalar(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"unsupported TOML value {v!r}")
 
 
@@ -115,12 +138,12 @@ def dump_toml(cfg: dict) -> str:
     for name, value in cfg.items():
         if isinstance(value, dict):
             out.append(f"[{name}]")
-            out += [f"{k} = {_toml_scalar(v)}" for k, v in value.items()]
+            out += [f"{_toml_key(k)} = {_toml_scalar(v)}" for k, v in value.items()]
             out.append("")
         elif isinstance(value, list):
             for item in value:
                 out.append(f"[[{name}]]")
-                out += [f"{k} = {_toml_scalar(v)}" for k, v in item.items()]
+                out += [f"{_toml_key(k)} = {_toml_scalar(v)}" for k, v in item.items()]
                 out.append("")
         else:
             raise TypeError(f"unsupported top-level key {name}")
@@ -148,6 +171,138 @@ def ident(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
+def field_path(text: str) -> tuple[str, ...]:
+    r"""A `field` as its keys: '.' separates keys, '\.' is a literal dot; another '\' is refused."""
+    keys, cur, i = [], "", 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            if i + 1 < len(text) and text[i + 1] == ".":
+                cur += "."
+                i += 2
+                continue
+            raise SystemExit(f"field {text!r}: a backslash may only escape a dot")
+        if ch == ".":
+            keys.append(cur)
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    keys.append(cur)
+    return tuple(keys)
+
+
+def to_micros_literal(v) -> int:
+    """The smallest integer number of millionths >= v (so `sum >= v` is `sum_micros >= this`)."""
+    from decimal import Decimal
+    import math
+
+    return math.ceil(Decimal(str(v)) * 1_000_000)
+
+
+def parse_metrics(cfg: dict) -> list[dict]:
+    """The metrics of SEMANTICS.md "Metrics", normalized; the implicit `all` without [[metrics]]."""
+    dim_names = [d["name"] for d in cfg.get("dimensions", [])]
+    win_names = [w["name"] for w in cfg.get("windows", [])]
+    filters = {}
+    for fl in cfg.get("filters", []):
+        if fl["name"] in filters:
+            raise SystemExit(f"filter {fl['name']!r} defined twice")
+        filters[fl["name"]] = fl.get("where", [])
+    if "metrics" not in cfg:
+        return [dict(name="all", where=None, dims=dim_names, windows=win_names, by_type=True,
+                     min_count=None, min_sum=None)]
+    out, seen = [], set()
+    for m in cfg["metrics"]:
+        name = m["name"]
+        if name in seen:
+            raise SystemExit(f"metric {name!r} defined twice")
+        seen.add(name)
+        if "filter" in m and m["filter"] not in filters:
+            raise SystemExit(f"metric {name!r}: unknown filter {m['filter']!r}")
+        dims = m.get("dimensions", dim_names)
+        wins = m.get("windows", win_names)
+        if set(dims) - set(dim_names) or set(wins) - set(win_names) or not wins:
+            raise SystemExit(f"metric {name!r}: unknown dimension or window, or no window")
+        if "min_count" in m and "min_sum" in m:
+            raise SystemExit(f"metric {name!r}: at most one threshold")
+        mc = m.get("min_count")
+        if mc is not None and (isinstance(mc, bool) or not isinstance(mc, int) or mc < 1):
+            raise SystemExit(f"metric {name!r}: min_count must be an integer >= 1")
+        ms = m.get("min_sum")
+        if ms is not None:
+            if not isinstance(ms.get("value"), (int, float)) or isinstance(ms["value"], bool) \
+                    or not ms["value"] > 0 or not isinstance(ms.get("field"), str):
+                raise SystemExit(f"metric {name!r}: min_sum needs a field and a value > 0")
+        out.append(dict(name=name, where=filters[m["filter"]] if "filter" in m else None,
+                        dims=[d for d in dim_names if d in dims],
+                        windows=[w for w in win_names if w in wins],
+                        by_type=m.get("by_type", True), min_count=mc, min_sum=ms))
+    return out
+
+
+_OPS = ("eq", "ne", "in", "not_in", "regex", "lt", "le", "gt", "ge", "exists")
+_INTS = "('BIGINT','UBIGINT')"
+_NUMS = "('BIGINT','UBIGINT','DOUBLE')"
+
+
+def _num_lit(x) -> str:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise SystemExit(f"filter: {x!r} is not a number")
+    return f"{int(x)}::HUGEINT" if isinstance(x, int) else f"{sql_str(repr(float(x)))}::DOUBLE"
+
+
+def _jt(v: str) -> str:
+    return f"nullif(json_type({v}), 'NULL')"
+
+
+def _eq_sql(v: str, x) -> str:
+    """eq: same JSON type and equal (strings byte for byte, numbers numerically, booleans)."""
+    if isinstance(x, bool):
+        return f"({_jt(v)} = 'BOOLEAN' AND {v}::VARCHAR = {sql_str('true' if x else 'false')})"
+    if isinstance(x, str):
+        return f"({_jt(v)} = 'VARCHAR' AND ({v} ->> '$') = {sql_str(x)})"
+    return _cmp_sql(v, "=", x)
+
+
+def _cmp_sql(v: str, op: str, n) -> str:
+    """A number `op` n; integers against an integer exactly (HUGEINT), else as DOUBLE."""
+    lit = _num_lit(n)
+    if isinstance(n, int):
+        return (f"(CASE WHEN {_jt(v)} IN {_INTS} THEN try_cast({v}::VARCHAR AS HUGEINT) {op} {lit} "
+                f"WHEN {_jt(v)} = 'DOUBLE' THEN try_cast({v}::VARCHAR AS DOUBLE) {op} {lit}::DOUBLE "
+                f"ELSE false END)")
+    return (f"(CASE WHEN {_jt(v)} IN {_NUMS} THEN try_cast({v}::VARCHAR AS DOUBLE) {op} {lit} "
+            f"ELSE false END)")
+
+
+def clause_sql(v: str, clause: dict) -> str:
+    """One `where` clause on the JSON value v (SQL NULL = absent; JSON null counts as absent)."""
+    ops = [k for k in clause if k != "field"]
+    if len(ops) != 1 or ops[0] not in _OPS:
+        raise SystemExit(f"filter clause {clause!r}: exactly one operator of {', '.join(_OPS)}")
+    op, x = ops[0], clause[ops[0]]
+    if op == "eq":
+        e = _eq_sql(v, x)
+    elif op == "ne":
+        e = f"NOT coalesce({_eq_sql(v, x)}, false)"
+    elif op in ("in", "not_in"):
+        if not isinstance(x, list) or not x:
+            raise SystemExit(f"filter clause {clause!r}: `{op}` needs a non-empty list")
+        e = "(" + " OR ".join(f"coalesce({_eq_sql(v, y)}, false)" for y in x) + ")"
+        if op == "not_in":
+            e = f"NOT {e}"
+    elif op == "regex":
+        e = f"({_jt(v)} = 'VARCHAR' AND regexp_matches({v} ->> '$', {sql_str(x)}))"
+    elif op == "exists":
+        if not isinstance(x, bool):
+            raise SystemExit(f"filter clause {clause!r}: exists is true or false")
+        e = f"({_jt(v)} IS {'NOT ' if x else ''}NULL)"
+    else:
+        e = _cmp_sql(v, {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op], x)
+    return f"coalesce({e}, false)"
+
+
 def build_job(cfg: dict, inputs: list[str]) -> list[str]:
     """The SQL statements of the job; the last one leaves the result in table `result`."""
     f = cfg["fields"]
@@ -162,9 +317,26 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
     fields = [f["user"], f["time"], f["event_type"]]
     if f.get("event_id"):
         fields.append(f["event_id"])
-    fields += [d["field"] for d in dims]
+    metrics = parse_metrics(cfg)
+    # Field paths (SEMANTICS.md "Field paths") of dimensions, used filters and min_sum fields;
+    # their top-level keys are read as columns, deeper keys looked up with jget (last key wins).
+    used_filters = list(dict.fromkeys(
+        json.dumps(m["where"]) for m in metrics if m["where"] is not None))
+    used_filters = [json.loads(w) for w in used_filters]
+    sum_fields = list(dict.fromkeys(m["min_sum"]["field"] for m in metrics if m["min_sum"]))
+    paths = [field_path(d["field"]) for d in dims]
+    paths += [field_path(c["field"]) for w in used_filters for c in w]
+    paths += [field_path(x) for x in sum_fields]
+    fields += [pth[0] for pth in paths]
     fields = list(dict.fromkeys(fields))
     col = {name: f"c{i}" for i, name in enumerate(fields)}
+
+    def pe(field: str) -> str:  # the JSON value at a field path (SQL NULL when absent)
+        keys = field_path(field)
+        expr = col[keys[0]]
+        for k in keys[1:]:
+            expr = f"jget({expr}, {sql_str(k)})"
+        return expr
     columns = "{" + ", ".join(f"{sql_str(n)}: 'JSON'" for n in fields) + "}"
     select_cols = ", ".join(f"{ident(n)} AS {col[n]}" for n in fields)
     reads = " UNION ALL ".join(
@@ -205,14 +377,34 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
                if idc else "NULL::VARCHAR")
     id_ok = f"({jt(idc)} IS NULL OR {jt(idc)} IN ('VARCHAR','BIGINT','UBIGINT'))" if idc else "true"
     dim_ok = " AND ".join(
-        f"({jt(col[d['field']])} IS NULL OR {jt(col[d['field']])} = 'VARCHAR')" for d in dims
+        f"({jt(pe(d['field']))} IS NULL OR {jt(pe(d['field']))} = 'VARCHAR')" for d in dims
     ) or "true"
-    dim_raw = ", ".join(
-        f"nullif({col[d['field']]} ->> '$', '') AS d{i}" for i, d in enumerate(dims)
-    )
-    dim_raw = (", " + dim_raw) if dim_raw else ""
+    extra = [f"CASE WHEN {jt(pe(d['field']))} = 'VARCHAR' THEN nullif({pe(d['field'])} ->> '$', '') "
+             f"END AS d{i}" for i, d in enumerate(dims)]
+    # Filters are evaluated on every parsed line; only counted events use the result.
+    extra += [(" AND ".join(clause_sql(pe(c["field"]), c) for c in w) or "true") + f" AS flt{j}"
+              for j, w in enumerate(used_filters)]
+    extra += [f"CASE WHEN {jt(pe(x))} IN ('BIGINT','UBIGINT','DOUBLE') "
+              f"THEN coalesce(micros({pe(x)}::VARCHAR), 0) ELSE 0 END::HUGEINT AS amt{j}"
+              for j, x in enumerate(sum_fields)]
+    dim_raw = "".join(", " + e for e in extra)
 
     stmts = [
+        # The value of key k in JSON object o, the last occurrence winning (json_extract would
+        # take the first); NULL for a missing key and for a non-object (an array included).
+        """CREATE OR REPLACE MACRO jget(o, k) AS json_extract(o, '$.*')[
+            len(json_keys(o)) + 1 - list_position(list_reverse(json_keys(o)), k)]""",
+        # A JSON number's text in millionths, truncated towards zero, exactly (digit strings).
+        r"""CREATE OR REPLACE MACRO micros_parts(s) AS regexp_extract(s,
+            '^(-?)([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$', ['sign', 'int', 'frac', 'exp'])""",
+        """CREATE OR REPLACE MACRO micros_digits(d, sh) AS CASE WHEN d = '' THEN 0::HUGEINT
+            WHEN sh >= 0 THEN try_cast(d || repeat('0', sh) AS HUGEINT)
+            WHEN length(d) + sh <= 0 THEN 0::HUGEINT
+            ELSE try_cast(left(d, length(d) + sh) AS HUGEINT) END""",
+        """CREATE OR REPLACE MACRO micros_of(m) AS CASE WHEN m.int <> '' THEN
+            (CASE WHEN m.sign = '-' THEN -1 ELSE 1 END) * micros_digits(ltrim(m.int || m.frac, '0'),
+                coalesce(try_cast(nullif(m.exp, '') AS INT), 0) - length(m.frac) + 6) END""",
+        "CREATE OR REPLACE MACRO micros(s) AS micros_of(micros_parts(s))",
         # Exact floor division for BIGINTs (DuckDB's // and % truncate towards zero).
         "CREATE OR REPLACE MACRO fdiv(a, b) AS (a - (((a % b) + b) % b)) // b",
         # RFC 3339 per SEMANTICS.md: T/t/space, Z/z or +-HH:MM required, <= 9 fraction digits
@@ -254,15 +446,14 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
                  OR row_number() OVER (PARTITION BY usr, id_text ORDER BY file_no, line_no) = 1""",
     ]
 
-    # Fan-out: total row + one row per present dimension.
-    lookups = []
-    fan = ["SELECT usr, t, etype, NULL::VARCHAR AS dimension, NULL::VARCHAR AS value FROM counted"]
+    # Fan-out (SEMANTICS.md "Fan-out"), per metric: its events (filter), the total row + one row
+    # per present dimension of the metric; event type NULL for by_type = false; the min_sum amount.
+    lookups, dim_value = [], {}
     for i, d in enumerate(dims):
         if d.get("extract") == "email_domain":
-            v = (f"nullif(translate(regexp_extract(d{i}, '@([^@]*)$', 1), "
-                 f"'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), '')")
-            fan.append(f"SELECT usr, t, etype, {sql_str(d['name'])}, {v} AS v FROM counted "
-                       f"WHERE v IS NOT NULL")
+            dim_value[d["name"]] = (
+                f"nullif(translate(regexp_extract(d{i}, '@([^@]*)$', 1), "
+                f"'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), '')", None)
         elif d.get("extract") not in (None, "raw"):
             raise SystemExit(f"unsupported extract {d.get('extract')!r}")
         elif "lookup" in d:
@@ -271,28 +462,52 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
                 f"CREATE OR REPLACE TEMP TABLE {lk} AS SELECT key, value FROM read_csv("
                 f"{sql_str(d['lookup'])}, header=true, columns={{'key':'VARCHAR','value':'VARCHAR'}}, "
                 f"quote='\"', auto_detect=false)")
-            fan.append(f"SELECT usr, t, etype, {sql_str(d['name'])}, l.value FROM counted "
-                       f"JOIN {lk} l ON l.key = counted.d{i}")
+            dim_value[d["name"]] = ("l.value", f"JOIN {lk} l ON l.key = counted.d{i}")
         else:
-            fan.append(f"SELECT usr, t, etype, {sql_str(d['name'])}, d{i} FROM counted "
-                       f"WHERE d{i} IS NOT NULL")
+            dim_value[d["name"]] = (f"d{i}", None)
+    any_sum = any(m["min_sum"] for m in metrics)
+    fan = []
+    for mi, m in enumerate(metrics):
+        cond = ["true"] if m["where"] is None else [
+            f"flt{[json.dumps(w) for w in used_filters].index(json.dumps(m['where']))}"]
+        et_expr = "etype" if m["by_type"] else "NULL::VARCHAR"
+        amt = (f", amt{sum_fields.index(m['min_sum']['field'])} AS amount" if m["min_sum"] else
+               ", NULL::HUGEINT AS amount") if any_sum else ""
+        head = f"SELECT {mi} AS metric_no, usr, t, {et_expr} AS etype"
+        fan.append(f"{head}, NULL::VARCHAR AS dimension, NULL::VARCHAR AS value{amt} "
+                   f"FROM counted WHERE {' AND '.join(cond)}")
+        for dn in m["dims"]:
+            v, join = dim_value[dn]
+            if join:
+                fan.append(f"{head}, {sql_str(dn)}, {v}{amt} FROM counted {join} "
+                           f"WHERE {' AND '.join(cond)}")
+            else:
+                fan.append(f"{head}, {sql_str(dn)}, {v} AS v{amt} FROM counted "
+                           f"WHERE {' AND '.join(cond + ['v IS NOT NULL'])}")
     stmts += lookups
     stmts.append("CREATE OR REPLACE TEMP TABLE keyed AS " + "\nUNION ALL ".join(fan))
 
     # Dictionary-encode keys and users (integer GROUP BYs are ~2.5x faster than string ones).
     stmts += [
         """CREATE OR REPLACE TEMP TABLE keys AS
-            SELECT row_number() OVER () AS key_id, * FROM (SELECT DISTINCT etype, dimension, value FROM keyed)""",
+            SELECT row_number() OVER () AS key_id, * FROM
+            (SELECT DISTINCT metric_no, etype, dimension, value FROM keyed)""",
         """CREATE OR REPLACE TEMP TABLE users AS
             SELECT row_number() OVER () AS user_id, usr FROM (SELECT DISTINCT usr FROM keyed)""",
-        """CREATE OR REPLACE TEMP TABLE ev AS
-            SELECT k.key_id, u.user_id, keyed.t FROM keyed
-            JOIN keys k ON k.etype = keyed.etype AND k.dimension IS NOT DISTINCT FROM keyed.dimension
+        f"""CREATE OR REPLACE TEMP TABLE ev AS
+            SELECT k.key_id, k.metric_no, u.user_id, keyed.t{', keyed.amount' if any_sum else ''}
+            FROM keyed
+            JOIN keys k ON k.metric_no = keyed.metric_no
+                       AND k.etype IS NOT DISTINCT FROM keyed.etype
+                       AND k.dimension IS NOT DISTINCT FROM keyed.dimension
                        AND k.value IS NOT DISTINCT FROM keyed.value
             JOIN users u ON u.usr = keyed.usr""",
     ]
     # Windows: an event at t belongs to the windows [k*slide, k*slide + size) with
     # k*slide <= t < k*slide + size, i.e. k in [fdiv(t, slide) - size/slide + 1, fdiv(t, slide)].
+    # A metric counts in its own windows only. Without a threshold: count(DISTINCT user), count(*).
+    # With one: per (key, window, user) the count / the sum of millionths over the whole window
+    # (every pane of a sliding one), then the qualifying users and their events.
     per_spec = []
     for w in wins:
         size = duration_ms(w["size"])
@@ -302,18 +517,60 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
             raise SystemExit(f"window {w['name']}: slide must divide size")
         window_k = (f"fdiv(t, {slide}) AS k" if n == 1 else
                     f"unnest(range(fdiv(t, {slide}) - {n - 1}, fdiv(t, {slide}) + 1)) AS k")
-        per_spec.append(f"""
-            SELECT key_id, {sql_str(w['name'])} AS "window", k * {slide} AS window_start,
-                   k * {slide} + {size} AS window_end,
+        plain = [mi for mi, m in enumerate(metrics) if w["name"] in m["windows"]
+                 and not m["min_count"] and not m["min_sum"]]
+        thresh = [mi for mi, m in enumerate(metrics) if w["name"] in m["windows"]
+                  and (m["min_count"] or m["min_sum"])]
+        bounds = f"""{sql_str(w['name'])} AS "window", k * {slide} AS window_start,
+                   k * {slide} + {size} AS window_end"""
+        if plain:
+            where = "" if len(plain) == len(metrics) else \
+                f" WHERE metric_no IN ({', '.join(map(str, plain))})"
+            per_spec.append(f"""
+            SELECT key_id, {bounds},
                    count(DISTINCT user_id)::UBIGINT AS unique_users, count(*)::UBIGINT AS events
-            FROM (SELECT key_id, user_id, {window_k} FROM ev)
+            FROM (SELECT key_id, user_id, {window_k} FROM ev{where})
             GROUP BY key_id, k""")
+        if thresh:
+            qual = " ".join(
+                f"WHEN {mi} THEN " + (f"n >= {metrics[mi]['min_count']}" if metrics[mi]["min_count"]
+                                      else f"s >= {to_micros_literal(metrics[mi]['min_sum']['value'])}")
+                for mi in thresh)
+            amount = "amount" if any_sum else "NULL::HUGEINT AS amount"
+            per_spec.append(f"""
+            SELECT key_id, {bounds},
+                   count(*)::UBIGINT AS unique_users, sum(n)::UBIGINT AS events
+            FROM (SELECT key_id, k, count(*) AS n, coalesce(sum(amount), 0) AS s
+                  FROM (SELECT key_id, metric_no, user_id, {amount}, {window_k} FROM ev
+                        WHERE metric_no IN ({', '.join(map(str, thresh))}))
+                  GROUP BY key_id, metric_no, k, user_id
+                  HAVING CASE metric_no {qual} END)
+            GROUP BY key_id, k""")
+    names = ", ".join(f"({mi}, {sql_str(m['name'])})" for mi, m in enumerate(metrics))
     stmts.append("CREATE OR REPLACE TEMP TABLE counts AS " + "\nUNION ALL ".join(per_spec))
-    stmts.append("""CREATE OR REPLACE TEMP TABLE result AS
-        SELECT keys.etype AS event_type, keys.dimension, keys.value, c."window", c.window_start,
-               c.window_end, c.unique_users, c.events
-        FROM counts c JOIN keys USING (key_id)""")
+    stmts.append(f"""CREATE OR REPLACE TEMP TABLE result AS
+        SELECT mn.metric, keys.etype AS event_type, keys.dimension, keys.value, c."window",
+               c.window_start, c.window_end, c.unique_users, c.events
+        FROM counts c JOIN keys USING (key_id)
+        JOIN (VALUES {names}) mn(metric_no, metric) ON mn.metric_no = keys.metric_no""")
     return stmts
+
+
+def run_job(cfg: dict, inputs: list[str], threads: int | None = None):
+    """Runs the SQL job on a fresh DuckDB connection and returns it (tables raw, accepted, counted,
+    result). `cfg` is a parsed config whose lookup paths are absolute (or relative to the cwd)."""
+    import duckdb
+
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    con.execute("SET preserve_insertion_order = true")
+    for stmt in build_job(cfg, [str(Path(p).resolve()) for p in inputs]):
+        t0 = time.perf_counter()
+        con.execute(stmt)
+        if os.environ.get("COMPARE_DUCKDB_PROFILE"):
+            print(f"{time.perf_counter() - t0:7.2f} s  {' '.join(stmt.split())[:70]}", file=sys.stderr)
+    return con
 
 
 def worker(args) -> int:
@@ -324,16 +581,8 @@ def worker(args) -> int:
     for d in cfg.get("dimensions", []):  # lookups are relative to the config file
         if "lookup" in d:
             d["lookup"] = str((Path(args.config).resolve().parent / d["lookup"]).resolve())
-    con = duckdb.connect()
-    if args.threads:
-        con.execute(f"SET threads = {int(args.threads)}")
-    con.execute("SET preserve_insertion_order = true")
     start = time.perf_counter()
-    for stmt in build_job(cfg, [str(Path(p).resolve()) for p in args.inputs]):
-        t0 = time.perf_counter()
-        con.execute(stmt)
-        if os.environ.get("COMPARE_DUCKDB_PROFILE"):
-            print(f"{time.perf_counter() - t0:7.2f} s  {' '.join(stmt.split())[:70]}", file=sys.stderr)
+    con = run_job(cfg, args.inputs, args.threads)
     lines, accepted, counted, rows = con.execute(
         "SELECT (SELECT count(*) FROM raw), (SELECT count(*) FROM accepted), "
         "(SELECT count(*) FROM counted), (SELECT count(*) FROM result)").fetchone()
@@ -431,24 +680,29 @@ def main() -> int:
 
         # Compare
         con = duckdb.connect()
-        con.execute(f"""CREATE TEMP TABLE a AS SELECT event_type, dimension, value, "window",
+        ab_glob = sql_str(str(out_dir / '*.parquet'))
+        ab_cols = {r[0] for r in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({ab_glob})").fetchall()}
+        # An abacus without the metric column (older than [[metrics]]) wrote the implicit `all`.
+        ab_metric = "metric" if "metric" in ab_cols else "'all' AS metric"
+        con.execute(f"""CREATE TEMP TABLE a AS SELECT {ab_metric}, event_type, dimension, value, "window",
                           epoch_ms(window_start) AS ws, epoch_ms(window_end) AS we,
                           unique_users::UBIGINT AS uu, events::UBIGINT AS ev
-                        FROM read_parquet({sql_str(str(out_dir / '*.parquet'))})""")
-        con.execute(f"""CREATE TEMP TABLE d AS SELECT event_type, dimension, value, "window",
+                        FROM read_parquet({ab_glob})""")
+        con.execute(f"""CREATE TEMP TABLE d AS SELECT metric, event_type, dimension, value, "window",
                           window_start AS ws, window_end AS we, unique_users AS uu, events AS ev
                         FROM read_parquet({sql_str(str(duck_parquet))})""")
-        key = ["event_type", "dimension", "value", "window", "ws", "we"]
+        key = ["metric", "event_type", "dimension", "value", "window", "ws", "we"]
         on = " AND ".join(f'a."{k}" IS NOT DISTINCT FROM d."{k}"' for k in key)
         sel = ", ".join(f'coalesce(a."{k}", d."{k}") AS "{k}"' for k in key)
         con.execute(f"""CREATE TEMP TABLE j AS SELECT {sel}, a.uu AS a_uu, d.uu AS d_uu,
-                          a.ev AS a_ev, d.ev AS d_ev, a.event_type IS NOT NULL AS in_a,
-                          d.event_type IS NOT NULL AS in_d
+                          a.ev AS a_ev, d.ev AS d_ev, a.metric IS NOT NULL AS in_a,
+                          d.metric IS NOT NULL AS in_d
                         FROM a FULL OUTER JOIN d ON {on}""")
         n_a, n_d, n_j = con.execute(
             "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM d), (SELECT count(*) FROM j)"
         ).fetchone()
-        dup_a = con.execute("SELECT count(*) - count(DISTINCT (event_type, dimension, value, "
+        dup_a = con.execute("SELECT count(*) - count(DISTINCT (metric, event_type, dimension, value, "
                             "\"window\", ws, we)) FROM a").fetchone()[0]
         bad = con.execute("""SELECT count(*) FILTER (WHERE NOT in_d), count(*) FILTER (WHERE NOT in_a),
                                count(*) FILTER (WHERE in_a AND in_d AND (a_uu <> d_uu OR a_ev <> d_ev))
@@ -458,15 +712,16 @@ def main() -> int:
         print(f"mismatches: {mism} (only in abacus {bad[0]}, only in duckdb {bad[1]}, "
               f"different counts {bad[2]}, duplicate keys in abacus {dup_a})")
         if mism:
-            rows = con.execute(f"""SELECT event_type, dimension, value, "window",
+            rows = con.execute(f"""SELECT metric, event_type, dimension, value, "window",
                                      epoch_ms(ws)::VARCHAR, a_uu, d_uu, a_ev, d_ev FROM j
                                    WHERE NOT in_a OR NOT in_d OR a_uu <> d_uu OR a_ev <> d_ev
-                                   ORDER BY ws, event_type, dimension NULLS FIRST, value, "window"
+                                   ORDER BY ws, metric, event_type, dimension NULLS FIRST, value, "window"
                                    LIMIT {args.show}""").fetchall()
-            print("  event_type | dimension | value | window | window_start | "
+            print("  metric | event_type | dimension | value | window | window_start | "
                   "unique_users abacus/duckdb | events abacus/duckdb")
             for r in rows:
-                print(f"  {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]}/{r[6]} | {r[7]}/{r[8]}")
+                print(f"  {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]}/{r[7]} | "
+                      f"{r[8]}/{r[9]}")
 
         counters = ["lines", "counted", "duplicates", "late", "rejected"]
         print("\nsummary     " + " ".join(f"{c:>11}" for c in counters))
