@@ -385,7 +385,7 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
     extra += [(" AND ".join(clause_sql(pe(c["field"]), c) for c in w) or "true") + f" AS flt{j}"
               for j, w in enumerate(used_filters)]
     extra += [f"CASE WHEN {jt(pe(x))} IN ('BIGINT','UBIGINT','DOUBLE') "
-              f"THEN coalesce(micros({pe(x)}::VARCHAR), 0) ELSE 0 END::HUGEINT AS amt{j}"
+              f"THEN greatest(coalesce(micros({pe(x)}::VARCHAR), 0), 0) ELSE 0 END::HUGEINT AS amt{j}"
               for j, x in enumerate(sum_fields)]
     dim_raw = "".join(", " + e for e in extra)
 

@@ -1573,8 +1573,11 @@ mod tests {
         );
         // the fired rows of this batch can still be read
         assert_eq!(
-            &*state.keys[fired[0].key as usize].strings.event_type,
-            "open"
+            state.keys[fired[0].key as usize]
+                .strings
+                .event_type
+                .as_deref(),
+            Some("open")
         );
         apply(
             &mut state,

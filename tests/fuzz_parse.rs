@@ -518,12 +518,14 @@ fn check_line(cfg: &Config, p: &mut Parsers, line: &[u8]) -> Result<(), TestCase
                 got,
                 "describe's key hashes differ from parse's"
             );
-            let et = xxh3_64(d[0].1.event_type.as_bytes());
+            let first_type = d[0].1.event_type.as_deref().unwrap_or("");
+            let et = xxh3_64(first_type.as_bytes());
             for (
                 i,
                 (
                     h,
                     KeyStrings {
+                        metric,
                         event_type,
                         dimension,
                         value,
@@ -531,7 +533,8 @@ fn check_line(cfg: &Config, p: &mut Parsers, line: &[u8]) -> Result<(), TestCase
                 ),
             ) in d.iter().enumerate()
             {
-                prop_assert!(!event_type.is_empty());
+                prop_assert_eq!(*metric, 0, "a config without [[metrics]] has one metric");
+                prop_assert!(event_type.as_deref().is_some_and(|t| !t.is_empty()));
                 prop_assert_eq!(event_type, &d[0].1.event_type);
                 match (i, dimension, value) {
                     (0, None, None) => prop_assert_eq!(*h, key_hash(et, u64::MAX, 0)),
@@ -567,7 +570,7 @@ fn check_line(cfg: &Config, p: &mut Parsers, line: &[u8]) -> Result<(), TestCase
                     );
                 }
                 if let Some(serde_json::Value::String(e)) = m.get(&cfg.fields.event_type) {
-                    prop_assert_eq!(&*d[0].1.event_type, e.as_str());
+                    prop_assert_eq!(first_type, e.as_str());
                 }
             }
         }

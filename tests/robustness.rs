@@ -2077,7 +2077,10 @@ fn corpus_lines_through_the_parser() {
                     "{what}: describe vs parse"
                 );
                 assert_eq!(d[0].1.dimension, None, "{what}: the total key comes first");
-                assert!(!d[0].1.event_type.is_empty(), "{what}");
+                assert!(
+                    d[0].1.event_type.as_deref().is_some_and(|t| !t.is_empty()),
+                    "{what}"
+                );
                 assert!(event.time >= 0 && event.time < 4_102_444_800_000, "{what}");
             }
             Err(reason) => {

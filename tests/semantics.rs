@@ -1190,6 +1190,7 @@ fn output_schema_and_summary_keys() {
     for schema in &out.schemas {
         let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
         let want: Vec<(&str, DataType)> = vec![
+            ("metric", DataType::Utf8),
             ("event_type", DataType::Utf8),
             ("dimension", DataType::Utf8),
             ("value", DataType::Utf8),
@@ -1204,7 +1205,9 @@ fn output_schema_and_summary_keys() {
             assert_eq!(f.name(), name);
             assert_eq!(f.data_type(), &ty, "type of {name}");
         }
-        // the total row has NULL dimension and value
+        // the total row has NULL dimension and value; a by_type = false metric NULL event_type
+        assert!(!schema.field_with_name("metric").unwrap().is_nullable());
+        assert!(schema.field_with_name("event_type").unwrap().is_nullable());
         assert!(schema.field_with_name("dimension").unwrap().is_nullable());
         assert!(schema.field_with_name("value").unwrap().is_nullable());
     }
@@ -1263,5 +1266,316 @@ fn the_out_dir_shows_readers_only_rows() {
         "_summary.json",
     ] {
         assert!(names.iter().any(|n| n == want), "no {want}: {names:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// filters, metrics and thresholds (docs/SEMANTICS.md "Field paths", "Filters", "Metrics")
+
+/// One event of user `u` at `t` (ms) of type `e`, with extra members `more` (raw JSON text).
+fn evx(u: &str, t: i64, e: &str, more: &str) -> String {
+    format!(r#"{{"u":"{u}","t":{t},"e":"{e}"{more}}}"#)
+}
+
+/// A config with the `[[filters]]`/`[[metrics]]` block `metrics`, hourly windows (and `extra`).
+fn metrics_cfg(dims: &str, metrics: &str) -> String {
+    format!("{FIELDS}{dims}{HOURLY}{metrics}")
+}
+
+fn m_total(metric: &str, et: &str, start: i64, u: u64, e: u64) -> Row {
+    total(et, "hourly", start, start + H, u, e).metric(metric)
+}
+
+#[test]
+fn each_filter_operator_on_types_and_missing_fields() {
+    // One metric per operator; each user's event matches or not as written beside it.
+    let ops = [
+        ("eq_s", r#"{ field = "c", eq = "black" }"#),
+        ("eq_n", r#"{ field = "q", eq = 2 }"#),
+        ("eq_b", r#"{ field = "b", eq = true }"#),
+        ("ne", r#"{ field = "c", ne = "black" }"#),
+        ("in", r#"{ field = "c", in = ["black", "jet black"] }"#),
+        (
+            "not_in",
+            r#"{ field = "c", not_in = ["black", "jet black"] }"#,
+        ),
+        ("regex", r#"{ field = "p", regex = "(?i)charger" }"#),
+        ("lt", r#"{ field = "q", lt = 2 }"#),
+        ("le", r#"{ field = "q", le = 2 }"#),
+        ("gt", r#"{ field = "q", gt = 2 }"#),
+        ("ge", r#"{ field = "q", ge = 2 }"#),
+        ("exists", r#"{ field = "c", exists = true }"#),
+        ("absent", r#"{ field = "c", exists = false }"#),
+    ];
+    let mut block = String::new();
+    for (name, clause) in ops {
+        block += &format!(
+            "\n[[filters]]\nname = \"{name}\"\nwhere = [{clause}]\n[[metrics]]\nname = \"{name}\"\nfilter = \"{name}\"\n"
+        );
+    }
+    let input = lines(&[
+        evx(
+            "a",
+            T0,
+            "x",
+            r#","c":"black","q":2,"b":true,"p":"iPhone Charger""#,
+        ),
+        evx("b", T0, "x", r#","c":"jet black","q":2.0,"p":"cable""#),
+        evx("c", T0, "x", r#","c":"red","q":"2","b":"true""#), // a string 2, a string true
+        evx("d", T0, "x", r#","q":3,"c":null"#),               // c null = absent
+        evx("e", T0, "x", r#","c":5,"q":1.5,"p":["charger"]"#), // c a number, p an array
+    ]);
+    let out = run_case(&metrics_cfg("", &block), &input);
+    let want = |m: &str, users: u64| m_total(m, "x", T0, users, users);
+    check(
+        &out,
+        vec![
+            want("eq_s", 1),   // a
+            want("eq_n", 2),   // a (2), b (2.0); not c ("2")
+            want("eq_b", 1),   // a; not c ("true")
+            want("ne", 4),     // b, c, d (absent), e (a number)
+            want("in", 2),     // a, b
+            want("not_in", 3), // c, d, e
+            want("regex", 1),  // a; not e (an array)
+            want("lt", 1),     // e (1.5); not c ("2")
+            want("le", 3),     // a, b, e
+            want("gt", 1),     // d
+            want("ge", 3),     // a, b, d
+            want("exists", 4), // a, b, c, e
+            want("absent", 1), // d (null)
+        ],
+        counts(5, 5, 0, 0, 0),
+    );
+}
+
+#[test]
+fn dotted_paths_for_filters_and_dimensions() {
+    let dims = "\n[[dimensions]]\nname = \"color\"\nfield = \"item.color\"\n[[dimensions]]\nname = \"dotted\"\nfield = 'a\\.b'\n";
+    let block = r#"
+[[filters]]
+name = "deep"
+where = [{ field = "item.spec.size", ge = 10 }]
+[[metrics]]
+name = "deep"
+filter = "deep"
+dimensions = ["color"]
+"#;
+    let input = lines(&[
+        evx(
+            "a",
+            T0,
+            "x",
+            r#","item":{"color":"black","spec":{"size":10}},"a.b":"v""#,
+        ),
+        evx("b", T0, "x", r#","item":{"color":"red","spec":{"size":9}}"#),
+        evx(
+            "c",
+            T0,
+            "x",
+            r#","item":[{"color":"blue","spec":{"size":99}}]"#,
+        ), // never into arrays
+        evx(
+            "d",
+            T0,
+            "x",
+            r#","item":{"spec":{"size":50}},"item":{"color":"white"}"#,
+        ), // last wins
+        evx(
+            "e",
+            T0,
+            "x",
+            r#","item":{"color":"black","spec":{"size":12}},"a":{"b":"nested"}"#,
+        ),
+    ]);
+    let out = run_case(&metrics_cfg(dims, block), &input);
+    check(
+        &out,
+        vec![
+            m_total("deep", "x", T0, 2, 2), // a, e
+            dim("x", "color", "black", "hourly", T0, T0 + H, 2, 2).metric("deep"),
+        ],
+        counts(5, 5, 0, 0, 0),
+    );
+    // The dimension with an escaped dot reads the top-level key "a.b", not a → b.
+    let plain = metrics_cfg(dims, "");
+    let out = run_case(&plain, &input);
+    let dotted: Vec<&Row> = out
+        .rows
+        .iter()
+        .filter(|r| r.dimension.as_deref() == Some("dotted"))
+        .collect();
+    assert_eq!(dotted.len(), 1, "{dotted:?}");
+    assert_eq!(dotted[0].value.as_deref(), Some("v"));
+    assert_eq!(dotted[0].unique_users, 1);
+}
+
+#[test]
+fn min_count_at_n_minus_one_and_n() {
+    let block = "\n[[metrics]]\nname = \"two\"\nmin_count = 2\n";
+    let input = lines(&[
+        ev("a", T0, "buy"),
+        ev("a", T0 + 10 * MIN, "buy"), // a: 2 in the hour → counts, with both events
+        ev("b", T0 + 20 * MIN, "buy"), // b: 1 → does not
+        ev("c", T0 + 30 * MIN, "buy"),
+        ev("c", T0 + 40 * MIN, "buy"),
+        ev("c", T0 + 50 * MIN, "buy"), // c: 3 → counts with 3
+        ev("b", T0 + H, "buy"),        // the next hour: b 1 → no row at all
+    ]);
+    let out = run_case(&metrics_cfg("", block), &input);
+    check(
+        &out,
+        vec![m_total("two", "buy", T0, 2, 5)],
+        counts(7, 7, 0, 0, 0),
+    );
+}
+
+#[test]
+fn min_sum_with_fractions_and_non_numeric_values() {
+    let block = r#"
+[[metrics]]
+name = "units"
+min_sum = { field = "q", value = 3 }
+"#;
+    let input = lines(&[
+        evx("a", T0, "buy", r#","q":1.5"#),
+        evx("a", T0 + MIN, "buy", r#","q":1.5"#), // a: 3.0 → counts
+        evx("b", T0, "buy", r#","q":2"#),
+        evx("b", T0 + MIN, "buy", r#","q":"5""#), // a string adds 0
+        evx("b", T0 + 2 * MIN, "buy", r#","q":-4"#), // a negative adds 0
+        evx("b", T0 + 3 * MIN, "buy", ""),        // absent adds 0: b 2 → no
+        evx("c", T0, "buy", r#","q":2.9999999"#), // truncated to 2.999999 …
+        evx("c", T0 + MIN, "buy", r#","q":0.000001"#), // … + 0.000001 = 3.000000 → counts
+    ]);
+    let out = run_case(&metrics_cfg("", block), &input);
+    check(
+        &out,
+        vec![m_total("units", "buy", T0, 2, 4)],
+        counts(8, 8, 0, 0, 0),
+    );
+}
+
+#[test]
+fn a_sliding_window_where_the_user_reaches_n_only_across_two_panes() {
+    let cfg = format!(
+        "{FIELDS}\n[[windows]]\nname = \"2h\"\nsize = \"2h\"\nslide = \"1h\"\n\n[[metrics]]\nname = \"two\"\nmin_count = 2\n"
+    );
+    // a: one event in [T0, T0+1h) and one in [T0+1h, T0+2h): only window [T0, T0+2h) holds both.
+    let input = lines(&[ev("a", T0 + 30 * MIN, "x"), ev("a", T0 + 90 * MIN, "x")]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![total("x", "2h", T0, T0 + 2 * H, 1, 2).metric("two")],
+        counts(2, 2, 0, 0, 0),
+    );
+}
+
+#[test]
+fn metric_subsets_and_by_type_false() {
+    let dims = "\n[[dimensions]]\nname = \"d\"\nfield = \"d\"\n[[dimensions]]\nname = \"f\"\nfield = \"f\"\n";
+    let block = r#"
+[[windows]]
+name = "daily"
+size = "1d"
+[[metrics]]
+name = "typed_daily_d"
+dimensions = ["d"]
+windows = ["daily"]
+[[metrics]]
+name = "untyped_total"
+dimensions = []
+windows = ["hourly"]
+by_type = false
+"#;
+    let input = lines(&[
+        evx("a", T0, "x", r#","d":"1","f":"z""#),
+        evx("b", T0 + MIN, "y", r#","d":"1","f":"z""#),
+        evx("a", T0 + 2 * H, "y", r#","d":"2""#),
+    ]);
+    let out = run_case(&metrics_cfg(dims, block), &input);
+    let day = |et: &str, d: Option<&str>, u, e| {
+        let r = match d {
+            None => total(et, "daily", T0, T0 + DAY, u, e),
+            Some(v) => dim(et, "d", v, "daily", T0, T0 + DAY, u, e),
+        };
+        r.metric("typed_daily_d")
+    };
+    check(
+        &out,
+        vec![
+            day("x", None, 1, 1),
+            day("x", Some("1"), 1, 1),
+            day("y", None, 2, 2),
+            day("y", Some("1"), 1, 1),
+            day("y", Some("2"), 1, 1),
+            m_total("untyped_total", "x", T0, 2, 2).untyped(),
+            m_total("untyped_total", "x", T0 + 2 * H, 1, 1).untyped(),
+        ],
+        counts(3, 3, 0, 0, 0),
+    );
+}
+
+#[test]
+fn bad_metric_configs_are_refused_with_file_line_and_column() {
+    let cases = [
+        (
+            "[[metrics]]\nname = \"m\"\nfilter = \"nope\"\n",
+            "no `[[filters]]` named `nope`",
+        ),
+        (
+            "[[metrics]]\nname = \"m\"\ndimensions = [\"nope\"]\n",
+            "no dimension named `nope`",
+        ),
+        (
+            "[[metrics]]\nname = \"m\"\nwindows = [\"weekly\"]\n",
+            "no window named `weekly`",
+        ),
+        ("[[metrics]]\nname = \"m\"\nmin_count = 0\n", "min_count"),
+        (
+            "[[metrics]]\nname = \"m\"\nmin_count = 2\nmin_sum = { field = \"q\", value = 1 }\n",
+            "not both",
+        ),
+        (
+            "[[metrics]]\nname = \"m\"\nmin_sum = { field = \"q\", value = 0 }\n",
+            "above 0",
+        ),
+        (
+            "[[metrics]]\nname = \"m\"\n[[metrics]]\nname = \"m\"\n",
+            "unique",
+        ),
+        (
+            "[[filters]]\nname = \"f\"\nwhere = [{ field = \"x\", regex = \"(\" }]\n",
+            "not a valid regex",
+        ),
+        (
+            "[[filters]]\nname = \"f\"\nwhere = [{ field = \"x\", ge = \"1\" }]\n",
+            "needs a number",
+        ),
+        (
+            "[[filters]]\nname = \"f\"\nwhere = [{ field = \"x\" }]\n",
+            "needs one operator",
+        ),
+        (
+            "[[filters]]\nname = \"f\"\nwhere = [{ field = \"x\", eq = 1, ne = 2 }]\n",
+            "exactly one operator",
+        ),
+        (
+            "[[filters]]\nname = \"f\"\nwhere = [{ field = \"a..b\", exists = true }]\n",
+            "not a field path",
+        ),
+        (
+            "[[filters]]\nname = \"f\"\nwhere = [{ field = \"x\", in = [] }]\n",
+            "empty",
+        ),
+    ];
+    for (block, want) in cases {
+        let cfg = format!("{FIELDS}{HOURLY}{block}");
+        let (o, _s) = run_case_raw(&cfg, &lines(&[ev("a", T0, "x")]), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{block}: {err}");
+        assert!(err.contains(want), "{block}: wanted `{want}` in: {err}");
+        assert!(
+            err.contains("config.toml:"),
+            "{block}: names the file: {err}"
+        );
     }
 }

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::filter::{Clause, Filter, Op, Scalar};
+use super::filter::{Clause, Filter, Num, Op, Scalar};
 use super::{MetricSpec, Threshold};
 use crate::error::{Error, Result};
 use crate::parse::path::FieldPath;
@@ -62,8 +62,8 @@ pub(crate) type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> Err
 fn scalar(v: &Spanned<toml::Value>, key: &str, at: At) -> Result<Scalar> {
     match v.get_ref() {
         toml::Value::String(s) => Ok(Scalar::Str(s.clone())),
-        toml::Value::Integer(i) => Ok(Scalar::Num(*i as f64)),
-        toml::Value::Float(f) => Ok(Scalar::Num(*f)),
+        toml::Value::Integer(i) => Ok(Scalar::Num(Num::Int(*i))),
+        toml::Value::Float(f) => Ok(Scalar::Num(Num::Float(*f))),
         toml::Value::Boolean(b) => Ok(Scalar::Bool(*b)),
         other => Err(at(
             v.span(),
@@ -76,10 +76,10 @@ fn scalar(v: &Spanned<toml::Value>, key: &str, at: At) -> Result<Scalar> {
     }
 }
 
-fn number(v: &Spanned<toml::Value>, key: &str, at: At) -> Result<f64> {
+fn number(v: &Spanned<toml::Value>, key: &str, at: At) -> Result<Num> {
     match v.get_ref() {
-        toml::Value::Integer(i) => Ok(*i as f64),
-        toml::Value::Float(f) if f.is_finite() => Ok(*f),
+        toml::Value::Integer(i) => Ok(Num::Int(*i)),
+        toml::Value::Float(f) if f.is_finite() => Ok(Num::Float(*f)),
         other => Err(at(
             v.span(),
             key,
@@ -103,8 +103,8 @@ fn list(v: &Spanned<Vec<toml::Value>>, key: &str, at: At) -> Result<Vec<Scalar>>
         .iter()
         .map(|x| match x {
             toml::Value::String(s) => Ok(Scalar::Str(s.clone())),
-            toml::Value::Integer(i) => Ok(Scalar::Num(*i as f64)),
-            toml::Value::Float(f) => Ok(Scalar::Num(*f)),
+            toml::Value::Integer(i) => Ok(Scalar::Num(Num::Int(*i))),
+            toml::Value::Float(f) => Ok(Scalar::Num(Num::Float(*f))),
             other => Err(at(
                 v.span(),
                 key,
@@ -136,12 +136,12 @@ fn clause(raw: &Spanned<RawClause>, key: &str, at: At) -> Result<Clause> {
         ops.push(Op::NotIn(list(v, &k("not_in"), at)?));
     }
     if let Some(v) = &c.regex {
-        let re = regex_lite::Regex::new(v.get_ref())
+        let re = regex::Regex::new(v.get_ref())
             .map_err(|e| at(v.span(), &k("regex"), format!("not a valid regex: {e}")))?;
         ops.push(Op::Regex(re));
     }
     for (name, v, make) in [
-        ("lt", &c.lt, Op::Lt as fn(f64) -> Op),
+        ("lt", &c.lt, Op::Lt as fn(Num) -> Op),
         ("le", &c.le, Op::Le),
         ("gt", &c.gt, Op::Gt),
         ("ge", &c.ge, Op::Ge),
@@ -262,9 +262,9 @@ fn threshold(m: &RawMetric, key: &str, at: At) -> Result<Threshold> {
             let raw = s.get_ref();
             let path = FieldPath::parse(&raw.field)
                 .map_err(|e| at(s.span(), &format!("{key}.min_sum.field"), e))?;
-            let value = match &raw.value {
-                toml::Value::Integer(i) => *i as f64,
-                toml::Value::Float(f) => *f,
+            let micros = match &raw.value {
+                toml::Value::Integer(i) => i.saturating_mul(1_000_000),
+                toml::Value::Float(f) => super::decimal_micros(*f, true),
                 other => {
                     return Err(at(
                         s.span(),
@@ -273,7 +273,6 @@ fn threshold(m: &RawMetric, key: &str, at: At) -> Result<Threshold> {
                     ));
                 }
             };
-            let micros = super::to_micros(value);
             if micros <= 0 {
                 return Err(at(
                     s.span(),

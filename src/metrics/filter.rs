@@ -8,8 +8,33 @@ use crate::parse::scan::Field;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scalar {
     Str(String),
-    Num(f64),
+    Num(Num),
     Bool(bool),
+}
+
+/// A number in a clause: integers are kept exact (`eq = 1234567890123456789` must not match its
+/// neighbour, as it would through `f64`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Num {
+    Int(i64),
+    Float(f64),
+}
+
+/// How a field's number compares with a clause's number: exactly when both are integers,
+/// else as `f64`. `None`: the field is not a number.
+fn cmp(v: Option<Field<'_>>, x: Num) -> Option<std::cmp::Ordering> {
+    match (v?, x) {
+        (Field::Int(i), Num::Int(n)) => Some(i.cmp(&n)),
+        (Field::UInt(u), Num::Int(n)) => Some(i128::from(u).cmp(&i128::from(n))),
+        (f @ (Field::Int(_) | Field::UInt(_) | Field::Float(_)), x) => {
+            let x = match x {
+                Num::Int(n) => n as f64,
+                Num::Float(f) => f,
+            };
+            f.as_f64()?.partial_cmp(&x)
+        }
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -18,11 +43,11 @@ pub enum Op {
     Ne(Scalar),
     In(Vec<Scalar>),
     NotIn(Vec<Scalar>),
-    Regex(regex_lite::Regex),
-    Lt(f64),
-    Le(f64),
-    Gt(f64),
-    Ge(f64),
+    Regex(regex::Regex),
+    Lt(Num),
+    Le(Num),
+    Gt(Num),
+    Ge(Num),
     Exists(bool),
 }
 
@@ -43,15 +68,9 @@ fn equals(v: Option<Field<'_>>, x: &Scalar) -> bool {
     match (v, x) {
         (Some(Field::Str(s)), Scalar::Str(x)) => s == x,
         (Some(Field::Bool(b)), Scalar::Bool(x)) => b == *x,
-        (Some(Field::Int(i)), Scalar::Num(x)) => i as f64 == *x,
-        (Some(Field::UInt(u)), Scalar::Num(x)) => u as f64 == *x,
-        (Some(Field::Float(f)), Scalar::Num(x)) => f == *x,
+        (v, Scalar::Num(x)) => cmp(v, *x) == Some(std::cmp::Ordering::Equal),
         _ => false,
     }
-}
-
-fn compare(v: Option<Field<'_>>, test: impl Fn(f64) -> bool) -> bool {
-    v.and_then(|f| f.as_f64()).is_some_and(test)
 }
 
 impl Op {
@@ -64,10 +83,10 @@ impl Op {
             Op::In(xs) => xs.iter().any(|x| equals(v, x)),
             Op::NotIn(xs) => !xs.iter().any(|x| equals(v, x)),
             Op::Regex(re) => matches!(v, Some(Field::Str(s)) if re.is_match(s)),
-            Op::Lt(n) => compare(v, |x| x < *n),
-            Op::Le(n) => compare(v, |x| x <= *n),
-            Op::Gt(n) => compare(v, |x| x > *n),
-            Op::Ge(n) => compare(v, |x| x >= *n),
+            Op::Lt(n) => cmp(v, *n).is_some_and(|o| o.is_lt()),
+            Op::Le(n) => cmp(v, *n).is_some_and(|o| o.is_le()),
+            Op::Gt(n) => cmp(v, *n).is_some_and(|o| o.is_gt()),
+            Op::Ge(n) => cmp(v, *n).is_some_and(|o| o.is_ge()),
             Op::Exists(want) => v.is_some() == *want,
         }
     }
@@ -90,25 +109,32 @@ mod tests {
             !Op::Eq(Scalar::Str("2".into())).holds(n),
             "a string never equals a number"
         );
-        assert!(Op::Eq(Scalar::Num(2.0)).holds(n), "1 == 1.0");
+        assert!(Op::Eq(Scalar::Num(Num::Float(2.0))).holds(n), "2 == 2.0");
+        let big = Some(Field::Int(1_234_567_890_123_456_789));
+        assert!(!Op::Eq(Scalar::Num(Num::Int(1_234_567_890_123_456_788))).holds(big));
+        assert!(Op::Gt(Num::Int(1_234_567_890_123_456_788)).holds(big));
         assert!(Op::Eq(Scalar::Bool(true)).holds(t));
         assert!(
             Op::Ne(Scalar::Str("x".into())).holds(None),
             "absent is ne anything"
         );
         assert!(Op::Ne(Scalar::Str("x".into())).holds(null));
-        assert!(Op::In(vec![Scalar::Num(1.0), Scalar::Str("Black".into())]).holds(s));
+        assert!(Op::In(vec![Scalar::Num(Num::Int(1)), Scalar::Str("Black".into())]).holds(s));
         assert!(Op::NotIn(vec![Scalar::Str("red".into())]).holds(s));
-        let re = regex_lite::Regex::new("(?i)bla").unwrap();
+        let re = regex::Regex::new("(?i)bla").unwrap();
         assert!(Op::Regex(re.clone()).holds(s));
         assert!(!Op::Regex(re).holds(n), "a regex never matches a number");
-        assert!(Op::Ge(2.0).holds(n) && Op::Gt(2.0).holds(f) && !Op::Lt(2.0).holds(n));
-        assert!(Op::Le(2.5).holds(f));
         assert!(
-            !Op::Ge(0.0).holds(Some(Field::Str("5"))),
+            Op::Ge(Num::Int(2)).holds(n)
+                && Op::Gt(Num::Int(2)).holds(f)
+                && !Op::Lt(Num::Int(2)).holds(n)
+        );
+        assert!(Op::Le(Num::Float(2.5)).holds(f));
+        assert!(
+            !Op::Ge(Num::Int(0)).holds(Some(Field::Str("5"))),
             "a numeric string never compares"
         );
-        assert!(!Op::Ge(0.0).holds(None));
+        assert!(!Op::Ge(Num::Int(0)).holds(None));
         assert!(Op::Exists(true).holds(t) && !Op::Exists(true).holds(null));
         assert!(Op::Exists(false).holds(None) && Op::Exists(false).holds(null));
     }

@@ -70,11 +70,40 @@ impl MetricSpec {
     }
 }
 
-/// A number in millionths, truncated towards zero (saturating): sums of these are exact, so the
-/// order of the events never changes whether a user reaches `min_sum`.
+/// A number in millionths, from its shortest decimal text (the digits that parse back to the
+/// same `f64`, which for a JSON number is its text unless it has more than 17 significant digits):
+/// truncated towards zero after the 6th decimal, or rounded up with `ceil` (for the threshold `V`,
+/// so that `sum ≥ V` is exact). Saturating. Going through the text, not `x · 1e6` in floating
+/// point, keeps `8.2` at 8 200 000 (`8.2 · 1e6` is 8 199 999.999…).
+pub fn decimal_micros(x: f64, ceil: bool) -> i64 {
+    if !x.is_finite() {
+        return 0;
+    }
+    let text = format!("{}", x.abs());
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let mut micros: i128 = 0;
+    for d in int.bytes() {
+        micros = (micros * 10 + i128::from(d - b'0')).min(i128::from(i64::MAX));
+    }
+    let mut six = frac
+        .as_bytes()
+        .iter()
+        .take(6)
+        .map(|d| i128::from(d - b'0'))
+        .collect::<Vec<_>>();
+    six.resize(6, 0);
+    micros = micros * 1_000_000 + six.iter().fold(0, |a, &d| a * 10 + d);
+    let rest = frac.len() > 6 && frac.as_bytes()[6..].iter().any(|&d| d != b'0');
+    if ceil && rest && x > 0.0 {
+        micros += 1;
+    }
+    let signed = if x < 0.0 { -micros } else { micros };
+    signed.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// A field's number in millionths, truncated towards zero (see [`decimal_micros`]).
 pub fn to_micros(x: f64) -> i64 {
-    let m = (x * 1e6).trunc();
-    if m.is_nan() { 0 } else { m as i64 }
+    decimal_micros(x, false)
 }
 
 #[cfg(test)]
@@ -88,5 +117,10 @@ mod tests {
         assert_eq!(to_micros(-0.1234567), -123_456);
         assert_eq!(to_micros(f64::NAN), 0);
         assert_eq!(to_micros(1e300), i64::MAX);
+        assert_eq!(to_micros(8.2), 8_200_000, "not 8.2 * 1e6 in floating point");
+        assert_eq!(to_micros(0.29), 290_000);
+        assert_eq!(decimal_micros(16.4, true), 16_400_000);
+        assert_eq!(decimal_micros(0.0000015, true), 2);
+        assert_eq!(decimal_micros(0.0000015, false), 1);
     }
 }

@@ -507,8 +507,9 @@ pub fn millionths(v: Option<&Value>) -> i128 {
     match v {
         Some(Value::Number(n)) => {
             let (num, scale) = decimal(&number_text(n));
-            // num / scale * 1e6, truncated towards zero (Rust's `/` on integers truncates so)
-            num * 1_000_000 / scale
+            // num / scale * 1e6, truncated towards zero (Rust's `/` on integers truncates so);
+            // a negative value adds 0 (SEMANTICS.md: sums only grow)
+            (num * 1_000_000 / scale).max(0)
         }
         _ => 0,
     }
