@@ -27,6 +27,7 @@ test:
 	$(PYTHON) tests/readers/test_readers.py $(OUT) results/sample-parts
 	$(PYTHON) scripts/readme_examples.py
 	$(PYTHON) scripts/readme_examples.py --self-test
+	$(PYTHON) scripts/test_compare_duckdb.py  # the DuckDB cross-check's SQL on hand-computed cases
 
 ## Throughput, memory and the DuckDB comparison; writes BENCHMARKS.md (see scripts/bench.sh).
 bench: build

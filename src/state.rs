@@ -949,10 +949,13 @@ fn spilled_pred(
 }
 
 /// Emits the windows below `h` of a threshold key's lane, whose cells are per window (`add`:
-/// qualifying users, `events`: their events), then drops them. No qualifying user, no row.
+/// qualifying users, `events`: their events), then drops them. A cell may hold events without
+/// users: after a resume the restored counters sit in one partition while the users (whose
+/// later events add here) sit in theirs; the merge adds them up, and a window with no qualifying
+/// user at all never had a cell.
 fn emit_counted(cells: &mut Vec<Cell>, h: i64, key: u32, spec: u16, out: &mut Vec<Fired>) {
     let keep = cells.partition_point(|c| c.idx < h);
-    for c in cells.drain(..keep).filter(|c| c.add > 0) {
+    for c in cells.drain(..keep).filter(|c| c.add > 0 || c.events > 0) {
         out.push(Fired {
             key,
             hash: 0,

@@ -22,6 +22,35 @@ struct Fixture {
 
 /// A generated workload (several thousand lines, small batches so there are many batch boundaries).
 fn fixture(events: u64) -> Fixture {
+    fixture_with(events, "")
+}
+
+/// Metrics with thresholds over the generated carts and orders (their nested `item`), beside the
+/// plain metric: their per-user window counters must survive a kill too.
+const THRESHOLD_METRICS: &str = r#"
+[[filters]]
+name = "carts"
+where = [{ field = "type", in = ["add_to_cart", "order_placed"] }]
+
+[[metrics]]
+name = "all"
+
+[[metrics]]
+name = "carts2"
+filter = "carts"
+min_count = 2
+windows = ["daily", "last-24h"]
+
+[[metrics]]
+name = "units3"
+filter = "carts"
+min_sum = { field = "item.quantity", value = 3 }
+dimensions = ["provider"]
+by_type = false
+"#;
+
+/// [`fixture`] with `extra` appended to the config.
+fn fixture_with(events: u64, extra: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let input = root.join("events.ndjson.zst");
@@ -49,7 +78,8 @@ fn fixture(events: u64) -> Fixture {
         .unwrap()
         .replace("interval = 4096", "interval = 512")
         .replace("sample = 10000", "sample = 2000")
-        .replace("allowed_lateness = \"6h\"", "allowed_lateness = \"1h\"");
+        .replace("allowed_lateness = \"6h\"", "allowed_lateness = \"1h\"")
+        + extra;
     std::fs::write(&config, text).unwrap();
     Fixture {
         _dir: dir,
@@ -198,7 +228,12 @@ fn run_and_signal(
 }
 
 fn kill_and_resume(signal: &str, seed: u64) {
-    let f = fixture(40_000);
+    kill_and_resume_with(signal, seed, &fixture(40_000), 20);
+}
+
+/// Kills (or interrupts) runs at seeded random points until `min_kills` landed, then lets it
+/// finish and compares with an uninterrupted run; returns that reference's out dir.
+fn kill_and_resume_with(signal: &str, seed: u64, f: &Fixture, min_kills: u64) -> PathBuf {
     let reference = reference(&f);
     let mut total = duration_of(&f);
     let (out, ck) = (f.root.join("out"), f.root.join("ck"));
@@ -209,7 +244,7 @@ fn kill_and_resume(signal: &str, seed: u64) {
     // At least 20 interruptions at seeded random points, then let it finish.
     for attempt in 0.. {
         assert!(attempt < 200, "the run never finished");
-        let delay = if kills < 20 {
+        let delay = if kills < min_kills {
             Duration::from_micros(rng.next() % (total.as_micros() as u64).max(1))
         } else {
             Duration::from_secs(600)
@@ -229,7 +264,7 @@ fn kill_and_resume(signal: &str, seed: u64) {
             continue;
         }
         if o.status.success() {
-            if kills >= 20 {
+            if kills >= min_kills {
                 break;
             }
             // Finished before the signal: start over with a fresh run to use the next kill point.
@@ -255,11 +290,24 @@ fn kill_and_resume(signal: &str, seed: u64) {
         assert!(interrupted > 0, "SIGINT never reached the handler");
     }
     assert_same(&reference, &out);
+    reference
 }
 
 #[test]
 fn sigkill_anywhere_then_resume_gives_identical_results() {
     kill_and_resume("-KILL", 0xABAC05);
+}
+
+#[test]
+fn sigkill_with_threshold_metrics_then_resume_gives_identical_results() {
+    let f = fixture_with(30_000, THRESHOLD_METRICS);
+    let reference = rows(&kill_and_resume_with("-KILL", 0x7123, &f, 10));
+    for m in ["carts2", "units3"] {
+        assert!(
+            reference.iter().any(|r| r.metric == m),
+            "the workload must give {m} rows"
+        );
+    }
 }
 
 #[test]
