@@ -49,15 +49,17 @@ cargo build --release --quiet
 # ---- inputs ----------------------------------------------------------------------------------
 mkdir -p "$DATA"
 gen() { # gen NAME EVENTS
-    local out=$DATA/$1.ndjson.zst args="--events $2 --seed $SEED --rate $RATE"
-    if [[ -s $out && -s $out.args && "$(cat "$out.args")" == "$args" ]]; then
+    # The marker after the options names the generator's output format: a file written by an
+    # older generator (without the nested `item` on carts and orders) is written again.
+    local out=$DATA/$1.ndjson.zst args="--events $2 --seed $SEED --rate $RATE" mark="generator 2"
+    if [[ -s $out && -s $out.args && "$(cat "$out.args")" == "$args $mark" ]]; then
         log "$out exists ($args)"
         return
     fi
     log "generating $out ($args)"
     # shellcheck disable=SC2086
     "$BIN" generate $args --out "$out" --lookup "$DATA/campaigns.csv" >&2
-    echo "$args" >"$out.args"
+    echo "$args $mark" >"$out.args"
 }
 gen 1m 1000000
 [[ $QUICK == 1 ]] || gen 10m 10000000
@@ -70,11 +72,40 @@ strip_windows() { sed '/^\[\[windows\]\]/,$d' data/abacus.toml; }
 { strip_windows; printf '[[windows]]\nname = "hourly"\nsize = "1h"\n\n'
   printf '[[windows]]\nname = "last-24h"\nsize = "24h"\nslide = "1h"\n'; } >"$DATA/bench-1h-24h.toml"
 
+# The metrics issue's cost target: the default config plus its two threshold metrics on black
+# chargers (`bench-metrics.toml`): the plain metric is listed as `all`, so its rows are the default's.
+{ cat data/abacus.toml; cat <<'TOML'
+
+[[filters]]
+name = "black_charger"
+where = [
+  { field = "type", eq = "order_placed" },
+  { field = "item.color", in = ["black", "jet black"] },
+  { field = "item.product", regex = "(?i)charger" },
+  { field = "item.quantity", ge = 1 },
+]
+
+[[metrics]]
+name = "all"
+
+[[metrics]]
+name = "black_charger_2plus"
+filter = "black_charger"
+min_count = 2
+windows = ["daily", "last-24h"]
+
+[[metrics]]
+name = "black_charger_3units"
+filter = "black_charger"
+min_sum = { field = "item.quantity", value = 3 }
+TOML
+} >"$DATA/bench-metrics.toml"
+
 # ---- measuring -------------------------------------------------------------------------------
 # measure KIND NAME INPUT CONFIG THREADS: one abacus run under /usr/bin/time -v, one TSV row.
 # Besides the peak RSS of /usr/bin/time, the peak *anonymous* RSS (RssAnon in /proc/PID/status,
-# sampled every 0.1 s) is recorded: abacus memory-maps its input, and the mapped file's pages count
-# in RSS (up to the whole compressed file) although they are page cache, not abacus's own memory.
+# sampled every 0.1 s) is recorded: it is what the process itself holds (abacus reads its input with
+# read(), so file pages no longer count, but the binary's own pages still do in the total).
 measure() {
     local kind=$1 name=$2 input=$3 config=$4 threads=$5 out=$WORK/out tf=$WORK/time.txt
     local start end wall rss lines tpid apid="" anon=0 k v _
@@ -117,6 +148,13 @@ for _ in $(seq "$REPS"); do
     measure sliding 1h "$DATA/1m.ndjson.zst" "$DATA/bench-1h.toml" 2
     measure sliding 1h+24h/1h "$DATA/1m.ndjson.zst" "$DATA/bench-1h-24h.toml" 2
 done
+# Metrics cost: alternating with default runs of the same file, so both see the same machine.
+MFILE=10m
+[[ $QUICK == 1 ]] && MFILE=1m
+for _ in $(seq "$REPS"); do
+    measure metrics-default "$MFILE" "$DATA/$MFILE.ndjson.zst" "$DATA/abacus.toml" 2
+    measure metrics "$MFILE" "$DATA/$MFILE.ndjson.zst" "$DATA/bench-metrics.toml" 2
+done
 
 # ---- DuckDB comparison ----------------------------------------------------------------------
 DUCK_LOG=$WORK/duckdb.txt
@@ -128,6 +166,11 @@ if [[ ${BENCH_NO_DUCKDB:-0} != 1 ]]; then
             --threads 2 | tee "$DUCK_LOG"; then
             DUCK_STATUS=match
         else
+            DUCK_STATUS=MISMATCH
+        fi
+        log "DuckDB comparison of the metrics config on $DATA/1m.ndjson.zst (threads 2)"
+        if ! "$PYTHON" scripts/compare_duckdb.py "$DATA/1m.ndjson.zst" \
+            --config "$DATA/bench-metrics.toml" --threads 2 | tee "$WORK/duckdb-metrics.txt"; then
             DUCK_STATUS=MISMATCH
         fi
     else
@@ -188,6 +231,14 @@ if a and b:
     out.append(f"**Sliding cost** (1m, 2 threads): windows `1h` only {a['wall']:.2f} s ({a['walls']}), "
                f"{a['rss_mb']:.0f} MB; `1h` + `24h` sliding by `1h` {b['wall']:.2f} s ({b['walls']}), "
                f"{b['rss_mb']:.0f} MB: **{sliding}** the time, {b['rss_mb'] / a['rss_mb']:.2f}x the RSS.")
+for f in ("1m", "10m"):
+    d, m = med(("metrics-default", f, 2)), med(("metrics", f, 2))
+    if d and m:
+        out.append("")
+        out.append(f"**Metrics cost** ({f}, 2 threads, alternating runs): default config {d['wall']:.2f} s "
+                   f"({d['walls']}); plus `black_charger_2plus` and `black_charger_3units` "
+                   f"(`bench-data/bench-metrics.toml`) {m['wall']:.2f} s ({m['walls']}): "
+                   f"**{m['wall'] / d['wall']:.2f}x** the time, peak RSS {d['rss_mb']:.0f} → {m['rss_mb']:.0f} MB.")
 m1, m10 = med(("throughput", "1m", 2)), med(("throughput", "10m", 2))
 if m1 and m10:
     out.append("")
@@ -200,6 +251,10 @@ if env["DUCK_STATUS"] != "skipped":
     text = Path(env["DUCK_LOG"]).read_text()
     out += ["", f"**DuckDB cross-check** (1m, 2 threads, `allowed_lateness = \"unbounded\"`, no dedup expiry): "
                 f"**{env['DUCK_STATUS']}**", "", "```", text.strip(), "```"]
+    mtext = Path(env["DUCK_LOG"]).with_name("duckdb-metrics.txt")
+    if mtext.exists():
+        out += ["", "DuckDB cross-check of the metrics config (`bench-metrics.toml`, same input):", "",
+                "```", mtext.read_text().strip(), "```"]
     m = re.search(r"speed ratio \(duckdb wall / abacus wall\): ([0-9.]+)x", text)
     duck = f"{m.group(1)}x ({env['DUCK_STATUS']})" if m else env["DUCK_STATUS"]
 latest = "\n".join(out)
