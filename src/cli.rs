@@ -30,6 +30,59 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Benchmark this machine: every stage alone, then the whole pipeline at 1..N threads.
     Bench(BenchArgs),
+    /// Compare two result sets (a production export, an abacus run): exit 0 equal, 1 not.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each side: an abacus out dir, a Parquet file or glob ('exports/*.parquet'), or a CSV file \
+with a header. Rows are matched on the key columns both sides have (metric, event_type, dimension, value, \
+window, window_start, window_end) and compared on unique_users, and on events when both have it. Times may be \
+timestamps, unix seconds (or ms) or RFC 3339 text (no zone = UTC); in key columns an empty text is null, and \
+a row without a value is a total row. A key column filled by --set also restricts the other side to the \
+rows with that value.
+
+Exit codes: 0 equal (within --tolerance), 1 not equal (the report says what differs), 2 usage error or an \
+input that cannot be compared (missing column, a key twice, an unparsable time, no rows).
+
+Examples:
+  abacus diff results/run-a results/run-b
+  abacus diff prod-export.csv results/sample --map hour=window_start,campaign_id=value,count=unique_users \\
+      --set event_type=email_open,dimension=campaign,window=hourly --tolerance 0.5%
+  abacus diff 'prod/*.parquet' results/ --tolerance 3 --out diff.parquet"
+)]
+pub struct DiffArgs {
+    /// The reference result set (e.g. what production reported).
+    #[arg(value_name = "EXPECTED")]
+    pub expected: String,
+
+    /// The result set to check (e.g. an abacus out dir).
+    #[arg(value_name = "ACTUAL")]
+    pub actual: String,
+
+    /// Read EXPECTED's columns under abacus's names: COL=ABACUS_COL, comma-separated or repeated
+    /// (hour=window_start,campaign_id=value,count=unique_users).
+    #[arg(long, value_name = "COL=ABACUS_COL,...", value_delimiter = ',')]
+    pub map: Vec<String>,
+
+    /// Fill a key column a side lacks: window=hourly, event_type=email_open, dimension=campaign,
+    /// metric=NAME; comma-separated or repeated.
+    #[arg(long, value_name = "COL=VALUE,...", value_delimiter = ',')]
+    pub set: Vec<String>,
+
+    /// How far counts may differ and still be equal: a count (3) or a share of the expected
+    /// count (0.5%). Default: exact.
+    #[arg(long, value_name = "N|P%", default_value = "0")]
+    pub tolerance: crate::audit::Tolerance,
+
+    /// Write every differing row, with both sides' values, to this Parquet file.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Rows shown in each list of the report (worst differences, rows only one side has).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
 }
 
 #[derive(Debug, Args)]

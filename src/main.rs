@@ -12,7 +12,7 @@ use abacus::run::{RunOptions, run};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             let code = err
                 .downcast_ref::<abacus::Error>()
@@ -23,8 +23,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<()> {
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Diff(args) => diff(args),
         Command::Run(args) => {
             let threads = args
                 .threads
@@ -48,7 +49,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if !args.quiet {
                 eprint!("{}", summary.table(&args.out));
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
             let max = args
@@ -80,7 +81,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", report.table());
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Generate(args) => {
             let start = abacus::timefmt::parse_rfc3339(args.start.as_bytes()).ok_or_else(|| {
@@ -110,7 +111,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 report.frames,
                 opts.lookup.display()
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `abacus diff`: the report goes to stdout whatever the outcome; "not equal" is exit code 1.
+fn diff(args: abacus::cli::DiffArgs) -> anyhow::Result<ExitCode> {
+    use abacus::audit::diff::parse_pairs;
+    let opts = abacus::audit::DiffOptions {
+        expected: args.expected,
+        actual: args.actual,
+        map: parse_pairs(&args.map, "--map")?,
+        set: parse_pairs(&args.set, "--set")?,
+        tolerance: args.tolerance,
+        out: args.out,
+        top: args.top,
+    };
+    let report = abacus::audit::diff(&opts)?;
+    print!("{}", report.text);
+    Ok(if report.equal {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

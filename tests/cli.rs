@@ -60,6 +60,11 @@ fn bench_help() {
 }
 
 #[test]
+fn diff_help() {
+    snapshot("diff_help", &["diff", "--help"]);
+}
+
+#[test]
 fn usage_errors_exit_2_and_say_what_to_do() {
     let out = Command::new(BIN)
         .args(["run", "x.ndjson"])
