@@ -32,6 +32,66 @@ pub enum Command {
     Bench(BenchArgs),
     /// Compare two result sets (a production export, an abacus run): exit 0 equal, 1 not.
     Diff(DiffArgs),
+    /// Draw unique users over time from results (SVG or PNG).
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Default: the total rows (all users) of the busiest event type in the first window spec. \
+Times on the x axis are UTC window starts.
+
+Examples:
+  abacus plot results/sample -o chart.svg
+  abacus plot results/sample --event-type email_open --dimension campaign --top 5 -o top.png
+  abacus plot results/sample --window daily --dimension provider --value gmail.com -o gmail.svg"
+)]
+pub struct PlotArgs {
+    /// Results to plot: an abacus out dir, or Parquet files (a path or a glob).
+    #[arg(value_name = "OUT")]
+    pub source: String,
+
+    /// The picture to write: .svg or .png.
+    #[arg(long, short, value_name = "FILE", default_value = "chart.svg")]
+    pub output: PathBuf,
+
+    /// The metric to plot (when the results have a `metric` column; default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub metric: Option<String>,
+
+    /// The event type (default: the one with the most events).
+    #[arg(long, value_name = "TYPE")]
+    pub event_type: Option<String>,
+
+    /// The window spec, by name (default: the first in the config).
+    #[arg(long, value_name = "NAME")]
+    pub window: Option<String>,
+
+    /// Plot per value of this dimension instead of all users (with --value, or the --top values).
+    #[arg(long, value_name = "NAME")]
+    pub dimension: Option<String>,
+
+    /// The one value of --dimension to plot.
+    #[arg(
+        long,
+        value_name = "VALUE",
+        requires = "dimension",
+        conflicts_with = "top"
+    )]
+    pub value: Option<String>,
+
+    /// Plot the N values of --dimension with the most users, one line each, with a legend
+    /// (default 5).
+    #[arg(long, value_name = "N", requires = "dimension")]
+    pub top: Option<usize>,
+
+    /// Picture width in pixels.
+    #[arg(long, default_value_t = 1000)]
+    pub width: u32,
+
+    /// Picture height in pixels.
+    #[arg(long, default_value_t = 500)]
+    pub height: u32,
 }
 
 #[derive(Debug, Args)]
@@ -48,7 +108,8 @@ input that cannot be compared (missing column, a key twice, an unparsable time, 
 
 Examples:
   abacus diff results/run-a results/run-b
-  abacus diff prod-export.csv results/sample --map hour=window_start,campaign_id=value,count=unique_users \\
+  abacus diff prod-export.csv results/sample \\
+      --map hour=window_start,campaign_id=value,count=unique_users \\
       --set event_type=email_open,dimension=campaign,window=hourly --tolerance 0.5%
   abacus diff 'prod/*.parquet' results/ --tolerance 3 --out diff.parquet"
 )]

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Diff(args) => diff(args),
+        Command::Plot(args) => plot(args),
         Command::Run(args) => {
             let threads = args
                 .threads
@@ -114,6 +115,36 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `abacus plot`: writes the picture, says on stderr what it shows.
+fn plot(args: abacus::cli::PlotArgs) -> anyhow::Result<ExitCode> {
+    if args.width < 200 || args.height < 150 || args.width > 10_000 || args.height > 10_000 {
+        return Err(abacus::Error::Usage(
+            "--width and --height must be between 200x150 and 10000x10000 pixels".into(),
+        )
+        .into());
+    }
+    let opts = abacus::audit::plot::PlotOptions {
+        source: args.source,
+        metric: args.metric,
+        event_type: args.event_type,
+        window: args.window,
+        dimension: args.dimension,
+        value: args.value,
+        top: args.top,
+        output: args.output.clone(),
+        size: (args.width, args.height),
+    };
+    let chart = abacus::audit::plot::plot(&opts)?;
+    let points: usize = chart.series.iter().map(|s| s.points.len()).sum();
+    eprintln!(
+        "wrote {}: {} ({} lines, {points} points)",
+        args.output.display(),
+        chart.title,
+        chart.series.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `abacus diff`: the report goes to stdout whatever the outcome; "not equal" is exit code 1.

@@ -65,6 +65,11 @@ fn diff_help() {
 }
 
 #[test]
+fn plot_help() {
+    snapshot("plot_help", &["plot", "--help"]);
+}
+
+#[test]
 fn usage_errors_exit_2_and_say_what_to_do() {
     let out = Command::new(BIN)
         .args(["run", "x.ndjson"])

@@ -4,6 +4,7 @@
 //! path; it only reads result sets and samples of input.
 
 pub mod diff;
+pub mod plot;
 pub mod report;
 pub mod source;
 pub mod tolerance;
