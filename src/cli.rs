@@ -34,6 +34,37 @@ pub enum Command {
     Diff(DiffArgs),
     /// Draw unique users over time from results (SVG or PNG).
     Plot(PlotArgs),
+    /// Say what a config does; with input, estimate a run's memory, rows and time from a sample.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "With input, the first --sample lines are parsed with the engine's parser, then counted by the \
+engine itself (half of them, then all), and the results are extrapolated to the whole input from the \
+file sizes: lines, counting state, peak memory, output rows, run time. The report states the model.
+
+Examples:
+  abacus explain --config data/abacus.toml
+  abacus explain --config data/abacus.toml data/sample.ndjson.zst
+  abacus explain --config prod.toml logs/ --sample 1000000 --threads 8"
+)]
+pub struct ExplainArgs {
+    /// The TOML config to explain.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// Inputs to sample (files, directories or globs, as for `run`); none: only the config.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Lines read from the start of the input.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub sample: usize,
+
+    /// Threads of the engine runs on the sample, and of the estimated run (default: all cores).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]

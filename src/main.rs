@@ -27,6 +27,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Diff(args) => diff(args),
         Command::Plot(args) => plot(args),
+        Command::Explain(args) => {
+            let opts = abacus::audit::explain::ExplainOptions {
+                config: args.config,
+                inputs: args.inputs,
+                sample: args.sample,
+                threads: args
+                    .threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            };
+            print!("{}", abacus::audit::explain::explain(&opts)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(args) => {
             let threads = args
                 .threads

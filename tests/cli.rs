@@ -70,6 +70,11 @@ fn plot_help() {
 }
 
 #[test]
+fn explain_help() {
+    snapshot("explain_help", &["explain", "--help"]);
+}
+
+#[test]
 fn usage_errors_exit_2_and_say_what_to_do() {
     let out = Command::new(BIN)
         .args(["run", "x.ndjson"])

@@ -4,8 +4,11 @@
 //! path; it only reads result sets and samples of input.
 
 pub mod diff;
+pub mod estimate;
+pub mod explain;
 pub mod plot;
 pub mod report;
+pub mod sample;
 pub mod source;
 pub mod tolerance;
 
