@@ -429,25 +429,10 @@ impl Config {
                     }
                 },
                 (None, Some(spec)) => {
-                    let (file, columns) = match spec.get_ref() {
-                        RawLookup::File(f) => (f.clone(), LookupColumns::FirstTwo),
-                        RawLookup::Columns(c) => (
-                            c.file.clone(),
-                            LookupColumns::Named {
-                                key: c.key.clone(),
-                                value: c.value.clone(),
-                            },
-                        ),
-                    };
-                    let p = base.join(&file);
-                    let (lookup, hash) = load_lookup(&p, &columns)
+                    let (lookup, hash) = load_lookup_spec(base, spec)
                         .map_err(|e| loc.at(spec.span(), &format!("{key}.lookup"), e))?;
-                    let spec_hash =
-                        xxhash_rust::xxh3::xxh3_64(columns.fingerprint_text().as_bytes());
-                    for h in [hash, spec_hash] {
-                        fingerprint =
-                            xxhash_rust::xxh3::xxh3_64_with_seed(&h.to_le_bytes(), fingerprint);
-                    }
+                    fingerprint =
+                        xxhash_rust::xxh3::xxh3_64_with_seed(&hash.to_le_bytes(), fingerprint);
                     Extract::Lookup(lookup)
                 }
                 (None, None) => Extract::Raw,
@@ -530,6 +515,30 @@ impl Config {
             fingerprint,
         })
     }
+}
+
+/// Loads a dimension's lookup as the config gives it; the hash covers the file's bytes and which
+/// columns are used, for the config fingerprint.
+fn load_lookup_spec(
+    base: &Path,
+    spec: &Spanned<RawLookup>,
+) -> std::result::Result<(Lookup, u64), String> {
+    let (file, columns) = match spec.get_ref() {
+        RawLookup::File(f) => (f, LookupColumns::FirstTwo),
+        RawLookup::Columns(c) => (
+            &c.file,
+            LookupColumns::Named {
+                key: c.key.clone(),
+                value: c.value.clone(),
+            },
+        ),
+    };
+    let (lookup, hash) = load_lookup(&base.join(file), &columns)?;
+    let spec_hash = xxhash_rust::xxh3::xxh3_64(columns.fingerprint_text().as_bytes());
+    Ok((
+        lookup,
+        xxhash_rust::xxh3::xxh3_64_with_seed(&spec_hash.to_le_bytes(), hash),
+    ))
 }
 
 /// Reads the key and value columns of a lookup CSV. Returns the table and a hash of the file's

@@ -27,18 +27,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Diff(args) => diff(args),
         Command::Plot(args) => plot(args),
-        Command::Explain(args) => {
-            let opts = abacus::audit::explain::ExplainOptions {
-                config: args.config,
-                inputs: args.inputs,
-                sample: args.sample,
-                threads: args
-                    .threads
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-            };
-            print!("{}", abacus::audit::explain::explain(&opts)?);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Explain(args) => explain(args),
         Command::Run(args) => {
             let threads = args
                 .threads
@@ -127,6 +116,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `abacus explain`: the report goes to stdout.
+fn explain(args: abacus::cli::ExplainArgs) -> anyhow::Result<ExitCode> {
+    let opts = abacus::audit::explain::ExplainOptions {
+        config: args.config,
+        inputs: args.inputs,
+        sample: args.sample,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
+    print!("{}", abacus::audit::explain::explain(&opts)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `abacus plot`: writes the picture, says on stderr what it shows.

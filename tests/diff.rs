@@ -474,3 +474,20 @@ fn w_metric(dir: &Path) {
     }
     fs::write(dir.join("e-metric.csv"), out).unwrap();
 }
+
+/// The README's walkthrough: the committed production export matches a run of the bundled sample.
+#[test]
+fn the_committed_production_export_matches_the_sample() {
+    let dir = sample_runs();
+    let export = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/prod-export.csv");
+    let d = diff_in(
+        dir,
+        &[export.to_str().unwrap(), "a", "--map", MAP, "--set", SET],
+    );
+    assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
+    assert!(
+        d.stdout.contains("result: EQUAL: all 650 rows match"),
+        "{}",
+        d.stdout
+    );
+}

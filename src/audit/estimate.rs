@@ -58,11 +58,10 @@ pub struct Estimate {
     pub measured_rows: Option<u64>,
 }
 
-fn run_on(opts: &ExplainOptions, dir: &Path, name: &str, text: &[u8]) -> Result<RunPoint> {
-    let input = dir.join(format!("{name}.ndjson"));
-    std::fs::write(&input, text).map_err(|e| Error::output(&input, e))?;
+fn run_on(opts: &ExplainOptions, dir: &Path, input: &Path) -> Result<RunPoint> {
+    let name = input.file_stem().and_then(|n| n.to_str()).unwrap_or("run");
     let ro = RunOptions {
-        inputs: vec![input],
+        inputs: vec![input.to_path_buf()],
         config: opts.config.clone(),
         out: dir.join(format!("out-{name}")),
         threads: opts.threads.max(1),
@@ -103,35 +102,42 @@ fn prefix(text: &[u8], n: u64) -> &[u8] {
 }
 
 pub fn estimate(opts: &ExplainOptions, config: &Config, s: &mut SampleStats) -> Result<Estimate> {
-    let dir = tempfile::tempdir().map_err(|e| Error::output(std::env::temp_dir(), e))?;
-    let text = std::mem::take(&mut s.text);
-    let half = run_on(
-        opts,
-        dir.path(),
-        "half",
-        prefix(&text, (s.lines / 2).max(1)),
-    )?;
-    let full = run_on(opts, dir.path(), "full", &text)?;
-    drop(text);
     let mut e = Estimate {
-        runs: [half, full],
         threads: opts.threads.max(1),
         ..Estimate::default()
     };
     sizes(s, &mut e);
     horizon(config, s, &mut e);
-    state(s, &mut e);
     rows(config, s, &mut e);
+    // The engine runs measure the process's memory: free the sample first.
+    let dir = tempfile::tempdir().map_err(|e| Error::output(std::env::temp_dir(), e))?;
+    let text = std::mem::take(&mut s.text);
+    let half = write_input(dir.path(), "half", prefix(&text, (s.lines / 2).max(1)))?;
+    let full = write_input(dir.path(), "full", &text)?;
+    drop(text);
+    s.keyed = Vec::new();
+    e.runs = [
+        run_on(opts, dir.path(), &half)?,
+        run_on(opts, dir.path(), &full)?,
+    ];
+    state(s, &mut e);
     e.cache_bytes = last_level_cache();
     time(&mut e, s.keys_total as f64 / s.accepted.max(1) as f64);
     if s.whole_input {
         // nothing to extrapolate: the engine counted all of it
+        let full = e.runs[1];
         e.state = full.state;
         e.peak = full.peak;
         e.time_s = full.wall_s;
         e.measured_rows = Some(full.rows);
     }
     Ok(e)
+}
+
+fn write_input(dir: &Path, name: &str, text: &[u8]) -> Result<std::path::PathBuf> {
+    let input = dir.join(format!("{name}.ndjson"));
+    std::fs::write(&input, text).map_err(|e| Error::output(&input, e))?;
+    Ok(input)
 }
 
 fn sizes(s: &SampleStats, e: &mut Estimate) {
@@ -363,6 +369,13 @@ pub fn report(config: &Config, s: &SampleStats, e: &Estimate) -> String {
             count(*k)
         );
     }
+    out += &whole_input(config, s, e);
+    out
+}
+
+/// The estimates for the whole input, and the warnings.
+fn whole_input(config: &Config, s: &SampleStats, e: &Estimate) -> String {
+    let mut out = String::new();
     let total_bytes: u64 = s.files.iter().map(|f| f.1).sum();
     let how = if s.whole_input {
         "measured: the sample is all of it"

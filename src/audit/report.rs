@@ -359,7 +359,7 @@ fn worst(compared: &[Compared], plan: &Plan, interner: &Interner, top: usize) ->
     });
     let _ = writeln!(
         out,
-        "\nworst differences, absolute ({} rows differ):",
+        "\nworst differences, absolute (rows that differ: {}):",
         rows.len()
     );
     out += &table(
