@@ -166,9 +166,12 @@ fn summary(
     table(&header, &rows, 1)
 }
 
+/// Groups by label, with their tallies.
+type Groups = Vec<(String, Tally)>;
+
 /// Groups shown one per line: all when there are few; else those with differences, topped up with
 /// the largest to [`SHOWN_GROUPS`], and the others (all equal) summed on one line.
-fn fold_groups(groups: BTreeMap<String, Tally>) -> (Vec<(String, Tally)>, Option<(usize, Tally)>) {
+fn fold_groups(groups: BTreeMap<String, Tally>) -> (Groups, Option<(usize, Tally)>) {
     if groups.len() <= SHOWN_GROUPS {
         return (groups.into_iter().collect(), None);
     }
@@ -323,8 +326,11 @@ fn rel(e: u64, a: u64) -> f64 {
     a.abs_diff(e) as f64 / (e.max(1)) as f64
 }
 
+/// A key both sides have, with (unique_users, events) of each.
+type Matched<'a> = (&'a Compared, (u64, u64), (u64, u64));
+
 fn worst(compared: &[Compared], plan: &Plan, interner: &Interner, top: usize) -> String {
-    let mut rows: Vec<(&Compared, (u64, u64), (u64, u64))> = compared
+    let mut rows: Vec<Matched> = compared
         .iter()
         .filter_map(|c| Some((c, c.expected?, c.actual?)))
         .filter(|(_, e, a)| e != a)
@@ -338,7 +344,7 @@ fn worst(compared: &[Compared], plan: &Plan, interner: &Interner, top: usize) ->
     if plan.events {
         header.extend(["events expected", "events actual"].map(String::from));
     }
-    let line = |(c, e, a): &(&Compared, (u64, u64), (u64, u64))| {
+    let line = |(c, e, a): &Matched| {
         let mut v = key_cells(&c.key, plan, interner);
         let d = a.0 as i128 - e.0 as i128;
         v.extend([

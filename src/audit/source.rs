@@ -318,7 +318,7 @@ fn parse_count_text(text: &str) -> std::result::Result<u64, String> {
 
 /// A count written as a float (`12.0`, or `12.4` from an approximate source: rounded).
 fn float_count(x: f64) -> std::result::Result<u64, String> {
-    if x.is_finite() && x >= 0.0 && x < 1.8e19 {
+    if (0.0..1.8e19).contains(&x) {
         Ok(x.round() as u64)
     } else {
         Err(format!("`{x}` is not a count"))
@@ -386,7 +386,7 @@ fn read_parquet(
     Ok(())
 }
 
-/// A cell of an Arrow array, as read for a role. `Err((row in batch, message))`.
+/// A cell of an Arrow array, before it is read in a role.
 enum Cell<'a> {
     Null,
     Text(&'a str),
@@ -404,31 +404,46 @@ fn push_array(
 ) -> std::result::Result<(), (usize, String)> {
     for i in 0..arr.len() {
         let cell = cell(arr, i).map_err(|e| (i, e))?;
-        let r: std::result::Result<(), String> = match (&mut *col, cell) {
-            (Column::Key(v), Cell::Null) => Ok(v.push(None)),
-            (Column::Key(v), Cell::Text(s)) => Ok(v.push(interner.intern(s))),
-            (Column::Key(v), Cell::Int(n) | Cell::Ms(n)) => {
-                Ok(v.push(interner.intern(&n.to_string())))
-            }
-            (Column::Key(v), Cell::UInt(n)) => Ok(v.push(interner.intern(&n.to_string()))),
-            (Column::Key(v), Cell::Float(x)) => Ok(v.push(interner.intern(&x.to_string()))),
-            (_, Cell::Null) => Err("null".to_string()),
-            (Column::Time(v), Cell::Ms(ms)) => Ok(v.push(ms)),
-            (Column::Time(v), Cell::Int(n)) => Ok(v.push(number_to_ms(n))),
-            (Column::Time(v), Cell::UInt(n)) => {
-                Ok(v.push(number_to_ms(n.min(i64::MAX as u64) as i64)))
-            }
-            (Column::Time(v), Cell::Text(s)) => parse_time_text(s).map(|ms| v.push(ms)),
-            (Column::Time(_), Cell::Float(x)) => Err(format!("`{x}` is not a time (a float)")),
-            (Column::Count(v), Cell::UInt(n)) => Ok(v.push(n)),
-            (Column::Count(v), Cell::Int(n)) if n >= 0 => Ok(v.push(n as u64)),
-            (Column::Count(v), Cell::Float(x)) => float_count(x).map(|n| v.push(n)),
-            (Column::Count(v), Cell::Text(s)) => parse_count_text(s).map(|n| v.push(n)),
-            (Column::Count(_), Cell::Int(n) | Cell::Ms(n)) => Err(format!("`{n}` is not a count")),
-        };
-        r.map_err(|e| (i, e))?;
+        match &mut *col {
+            Column::Key(v) => v.push(key_cell(cell, interner)),
+            Column::Time(v) => v.push(time_cell(cell).map_err(|e| (i, e))?),
+            Column::Count(v) => v.push(count_cell(cell).map_err(|e| (i, e))?),
+        }
     }
     Ok(())
+}
+
+/// A key: text as it is, numbers as their decimal text (a `campaign_id` may be an integer).
+fn key_cell(cell: Cell<'_>, interner: &mut Interner) -> Option<u32> {
+    match cell {
+        Cell::Null => None,
+        Cell::Text(s) => interner.intern(s),
+        Cell::Int(n) | Cell::Ms(n) => interner.intern(&n.to_string()),
+        Cell::UInt(n) => interner.intern(&n.to_string()),
+        Cell::Float(x) => interner.intern(&x.to_string()),
+    }
+}
+
+fn time_cell(cell: Cell<'_>) -> std::result::Result<i64, String> {
+    match cell {
+        Cell::Null => Err("null".to_string()),
+        Cell::Ms(ms) => Ok(ms),
+        Cell::Int(n) => Ok(number_to_ms(n)),
+        Cell::UInt(n) => Ok(number_to_ms(n.min(i64::MAX as u64) as i64)),
+        Cell::Text(s) => parse_time_text(s),
+        Cell::Float(x) => Err(format!("`{x}` is not a time (a float)")),
+    }
+}
+
+fn count_cell(cell: Cell<'_>) -> std::result::Result<u64, String> {
+    match cell {
+        Cell::Null => Err("null".to_string()),
+        Cell::UInt(n) => Ok(n),
+        Cell::Int(n) if n >= 0 => Ok(n as u64),
+        Cell::Int(n) | Cell::Ms(n) => Err(format!("`{n}` is not a count")),
+        Cell::Float(x) => float_count(x),
+        Cell::Text(s) => parse_count_text(s),
+    }
 }
 
 fn cell(arr: &ArrayRef, i: usize) -> std::result::Result<Cell<'_>, String> {
