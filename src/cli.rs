@@ -153,8 +153,8 @@ pub struct DiffArgs {
     #[arg(value_name = "ACTUAL")]
     pub actual: String,
 
-    /// Read EXPECTED's columns under abacus's names: COL=ABACUS_COL, comma-separated or repeated
-    /// (hour=window_start,campaign_id=value,count=unique_users).
+    /// Read a side's columns under abacus's names (an export's, on whichever side it is):
+    /// COL=ABACUS_COL, comma-separated or repeated (hour=window_start,campaign_id=value,count=unique_users).
     #[arg(long, value_name = "COL=ABACUS_COL,...", value_delimiter = ',')]
     pub map: Vec<String>,
 

@@ -491,3 +491,17 @@ fn the_committed_production_export_matches_the_sample() {
         d.stdout
     );
 }
+
+/// `--map` renames the columns of whichever side has them: the export may be either side.
+#[test]
+fn the_export_may_be_either_side() {
+    let dir = sample_runs();
+    production_export(&dir.join("a"), &dir.join("export-r.csv"), None);
+    let d = diff_in(dir, &["a", "export-r.csv", "--map", MAP, "--set", SET]);
+    assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
+    assert!(
+        d.stdout.contains("result: EQUAL: all 650 rows match"),
+        "{}",
+        d.stdout
+    );
+}

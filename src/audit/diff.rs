@@ -39,7 +39,8 @@ pub const COLUMNS: [(&str, Role); 9] = [
 pub struct DiffOptions {
     pub expected: String,
     pub actual: String,
-    /// `(EXPECTED's column, abacus column)`.
+    /// `(a side's column, abacus column)`: usually EXPECTED's (an export's names), applied to
+    /// whichever side has that column.
     pub map: Vec<(String, String)>,
     /// `(abacus key column, value)` for a side without that column.
     pub set: Vec<(String, String)>,
@@ -113,7 +114,8 @@ pub fn diff(opts: &DiffOptions) -> Result<DiffReport> {
     validate(opts)?;
     let mut interner = Interner::default();
     let e_src = load_side(&opts.expected, &opts.map, &mut interner)?;
-    let a_src = load_side(&opts.actual, &[], &mut interner)?;
+    let a_src = load_side(&opts.actual, &opts.map, &mut interner)?;
+    check_columns(opts, &e_src, &a_src)?;
     let plan = plan(opts, &e_src, &a_src);
     let set = set_values(opts, &mut interner);
     let mut sides = [
@@ -180,41 +182,54 @@ fn validate(opts: &DiffOptions) -> Result<()> {
     Ok(())
 }
 
-/// Reads a side, asking for each abacus column under its mapped name, then naming the columns read
-/// by their abacus names.
+/// Reads a side, asking for each abacus column under its own name and under the name `--map` gives
+/// it; a mapped column the side has is then read as the abacus column (shadowing one of that name).
 fn load_side(spec: &str, map: &[(String, String)], interner: &mut Interner) -> Result<Source> {
-    let file_name = |c: &str| {
-        map.iter()
-            .find(|(_, to)| to == c)
-            .map_or(c.to_string(), |(from, _)| from.clone())
-    };
-    let wanted: Vec<(String, Role)> = COLUMNS.iter().map(|(c, r)| (file_name(c), *r)).collect();
+    let mut wanted: Vec<(String, Role)> =
+        COLUMNS.iter().map(|(c, r)| (c.to_string(), *r)).collect();
+    for (from, to) in map {
+        if let Some((_, role)) = COLUMNS.iter().find(|(c, _)| c == to) {
+            wanted.push((from.clone(), *role));
+        }
+    }
     let mut src = load(spec, &wanted, interner)?;
     if src.is_empty() {
         return Err(Error::Usage(format!("{spec}: no rows to compare")));
     }
     for (from, to) in map {
-        if !src.has(from) {
+        if src.column(from).is_some() {
+            src.columns.retain(|(n, _)| n != to);
+            if let Some((name, _)) = src.columns.iter_mut().find(|(n, _)| n == from) {
+                *name = to.clone();
+            }
+        }
+    }
+    Ok(src)
+}
+
+/// Every `--map` column exists on a side, and both sides have a count.
+fn check_columns(opts: &DiffOptions, e: &Source, a: &Source) -> Result<()> {
+    for (from, to) in &opts.map {
+        if !e.has(from) && !a.has(from) {
             return Err(Error::Usage(format!(
-                "{}: no column `{from}` (given in --map {from}={to}); its columns are: {}",
+                "{}: no column `{from}` (given in --map {from}={to}); its columns are: {} (and {}'s: {})",
+                e.files[0].display(),
+                e.names.join(", "),
+                a.files[0].display(),
+                a.names.join(", ")
+            )));
+        }
+    }
+    for src in [e, a] {
+        if src.column("unique_users").is_none() {
+            return Err(Error::Usage(format!(
+                "{}: no column `unique_users`; map the count column with --map COLUMN=unique_users (its columns are: {})",
                 src.files[0].display(),
                 src.names.join(", ")
             )));
         }
     }
-    for (name, _) in src.columns.iter_mut() {
-        if let Some((_, to)) = map.iter().find(|(from, _)| from == name) {
-            *name = to.clone();
-        }
-    }
-    if src.column("unique_users").is_none() {
-        return Err(Error::Usage(format!(
-            "{}: no column `unique_users`; map the count column with --map COLUMN=unique_users (its columns are: {})",
-            src.files[0].display(),
-            src.names.join(", ")
-        )));
-    }
-    Ok(src)
+    Ok(())
 }
 
 fn has(src: &Source, col: &str) -> bool {
