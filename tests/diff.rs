@@ -505,3 +505,74 @@ fn the_export_may_be_either_side() {
         d.stdout
     );
 }
+
+/// Copies `from`'s part files to `to` with a leading `metric` column holding `metric`, as abacus
+/// writes once a config can name metrics.
+pub fn copy_with_metric(from: &Path, to: &Path, metric: &str) {
+    fs::create_dir_all(to).unwrap();
+    for p in part_files(from) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&p).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut w: Option<ArrowWriter<fs::File>> = None;
+        for b in reader {
+            let b = b.unwrap();
+            let m: ArrayRef = Arc::new(arrow_array::StringArray::from(vec![metric; b.num_rows()]));
+            let mut fields = vec![arrow_schema::Field::new(
+                "metric",
+                arrow_schema::DataType::Utf8,
+                false,
+            )];
+            fields.extend(b.schema().fields().iter().map(|f| f.as_ref().clone()));
+            let schema = Arc::new(arrow_schema::Schema::new(fields));
+            let mut cols = vec![m];
+            cols.extend(b.columns().iter().cloned());
+            let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+            let out = w.get_or_insert_with(|| {
+                ArrowWriter::try_new(
+                    fs::File::create(to.join(p.file_name().unwrap())).unwrap(),
+                    schema,
+                    None,
+                )
+                .unwrap()
+            });
+            out.write(&batch).unwrap();
+        }
+        w.unwrap().close().unwrap();
+    }
+}
+
+#[test]
+fn a_metric_column_on_one_parquet_side() {
+    let dir = sample_runs();
+    copy_with_metric(&dir.join("a"), &dir.join("m"), "users");
+    // only one side has it: left out on both
+    let d = diff_in(dir, &["m", "b"]);
+    assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
+    assert!(
+        d.stdout.contains("left out: metric (only in EXPECTED)"),
+        "{}",
+        d.stdout
+    );
+    // --set fills it on the other side; the summary then groups by metric / event type
+    let d = diff_in(dir, &["m", "b", "--set", "metric=users"]);
+    assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
+    assert!(
+        d.stdout.contains("key:      metric, event_type")
+            && d.stdout.contains("metric / event type"),
+        "{}",
+        d.stdout
+    );
+    assert!(d.stdout.contains("users / email_open"), "{}", d.stdout);
+    // both sides have it: compared
+    let d = diff_in(dir, &["m", "m"]);
+    assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
+    assert!(
+        d.stdout.contains("key:      metric, event_type"),
+        "{}",
+        d.stdout
+    );
+    let d = diff_in(dir, &["m", "b", "--set", "metric=other"]);
+    assert_eq!(d.code, Some(1), "{}{}", d.stdout, d.stderr);
+}

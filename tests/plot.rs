@@ -12,7 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{Row, bin, read_rows};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use common::{Row, bin, part_files, read_rows};
 
 fn sample_run() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -308,5 +314,59 @@ fn snapshot(name: &str, text: &str) {
     assert_eq!(
         text, expected,
         "{name} changed; if on purpose, run with UPDATE_SNAPSHOTS=1"
+    );
+}
+
+/// Copies `from`'s part files to `to` with a leading `metric` column holding `metric`, as abacus
+/// writes once a config can name metrics.
+fn copy_with_metric(from: &Path, to: &Path, metric: &str) {
+    fs::create_dir_all(to).unwrap();
+    for p in part_files(from) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&p).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut w: Option<ArrowWriter<fs::File>> = None;
+        for b in reader {
+            let b = b.unwrap();
+            let m: ArrayRef = Arc::new(arrow_array::StringArray::from(vec![metric; b.num_rows()]));
+            let mut fields = vec![arrow_schema::Field::new(
+                "metric",
+                arrow_schema::DataType::Utf8,
+                false,
+            )];
+            fields.extend(b.schema().fields().iter().map(|f| f.as_ref().clone()));
+            let schema = Arc::new(arrow_schema::Schema::new(fields));
+            let mut cols = vec![m];
+            cols.extend(b.columns().iter().cloned());
+            let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+            let out = w.get_or_insert_with(|| {
+                ArrowWriter::try_new(
+                    fs::File::create(to.join(p.file_name().unwrap())).unwrap(),
+                    schema,
+                    None,
+                )
+                .unwrap()
+            });
+            out.write(&batch).unwrap();
+        }
+        w.unwrap().close().unwrap();
+    }
+}
+
+#[test]
+fn a_metric_column_selects_with_metric() {
+    let dir = sample_run();
+    copy_with_metric(&dir.join("out"), &dir.join("with-metric"), "users");
+    let (code, msg) = plot(&["with-metric", "-o", "metric.svg"]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(msg.contains("Unique users: metric users, "), "{msg}");
+    let (code, msg) = plot(&["with-metric", "--metric", "users", "-o", "metric.svg"]);
+    assert_eq!(code, Some(0), "{msg}");
+    let (code, msg) = plot(&["with-metric", "--metric", "clicks", "-o", "metric.svg"]);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains("no rows with metric `clicks`; there are: users"),
+        "{msg}"
     );
 }
