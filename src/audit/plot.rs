@@ -186,6 +186,7 @@ fn select(rows: &Rows, opts: &PlotOptions) -> Result<Chart> {
     let (idx, metric) = narrow(rows, all, "metric", opts.metric.as_deref(), first("metric"))?;
     // Rows are written by window spec in config order: the first row's window is the first spec.
     let (idx, window) = narrow(rows, idx, "window", opts.window.as_deref(), first("window"))?;
+    let grid = window_grid(rows, &idx);
     let (idx, event_type) = narrow(rows, idx, "event_type", opts.event_type.as_deref(), busiest)?;
     let what = [
         metric.map(|m| format!("metric {m}")),
@@ -193,7 +194,7 @@ fn select(rows: &Rows, opts: &PlotOptions) -> Result<Chart> {
         window.map(|w| format!("{w} windows")),
     ];
     let what: Vec<String> = what.into_iter().flatten().collect();
-    let series = match &opts.dimension {
+    let mut series = match &opts.dimension {
         None => vec![series(
             rows,
             &idx,
@@ -202,6 +203,7 @@ fn select(rows: &Rows, opts: &PlotOptions) -> Result<Chart> {
         )],
         Some(d) => dimension_series(rows, &idx, d, opts)?,
     };
+    fill_zeros(&mut series, &grid);
     let scope = match (&opts.dimension, &opts.value) {
         (None, _) => "all users".to_string(),
         (Some(d), Some(v)) => format!("{d} = {v}"),
@@ -218,6 +220,43 @@ fn select(rows: &Rows, opts: &PlotOptions) -> Result<Chart> {
         title: format!("Unique users: {} ({scope})", what.join(", ")),
         series,
     })
+}
+
+/// The slide of one spec, as the smallest gap between its window starts (`None`: a single start).
+fn window_grid(rows: &Rows, idx: &[usize]) -> Option<i64> {
+    let mut starts: Vec<i64> = idx.iter().map(|&i| rows.start(i)).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    starts.windows(2).map(|w| w[1] - w[0]).min()
+}
+
+/// A window without a row had no events of that key: 0 users, drawn as such (not bridged), every
+/// slide across the chart's time range (unless that is more than 20,000 points).
+fn fill_zeros(series: &mut [Series], slide: &Option<i64>) {
+    let Some(slide) = *slide else {
+        return;
+    };
+    let all = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (Some(first), Some(last)) = (all.clone().min(), all.max()) else {
+        return;
+    };
+    if (last - first) / slide > 20_000 {
+        return;
+    }
+    for s in series.iter_mut().filter(|s| !s.points.is_empty()) {
+        let have: HashMap<i64, u64> = s.points.iter().copied().collect();
+        s.points = (0..=(last - first) / slide)
+            .map(|k| first + k * slide)
+            .map(|t| (t, have.get(&t).copied().unwrap_or(0)))
+            .collect();
+        // rows off the grid (starts that are not whole slides apart) are kept as they are
+        for (t, u) in have {
+            if (t - first).rem_euclid(slide) != 0 {
+                s.points.push((t, u));
+            }
+        }
+        s.points.sort_unstable();
+    }
 }
 
 fn series(
