@@ -200,7 +200,7 @@ pub struct BenchArgs {
 #[command(
     after_help = "Exit codes: 0 success, 1 runtime or input failure, 2 usage or config error, \
 3 finished but --max-rejected was exceeded, 130 interrupted (a checkpoint was taken: run again with --resume).\n\nOutputs in --out: part-NNNNN.parquet (results), _summary.json, \
-late/ (late events' original lines), rejected/ (rejected lines with file, line, offset and reason)."
+_late/ (late events' original lines), _rejected/ (rejected lines with file, line, offset and reason), _manifest.json (what abacus wrote), _SUCCESS (written last, on success)."
 )]
 pub struct RunArgs {
     /// Input files, directories (every *.ndjson[.zst] / *.jsonl[.zst] inside, sorted) or glob

@@ -231,6 +231,36 @@ impl Manifest {
     }
 }
 
+/// An output directory checked and locked for a fresh run, not yet cleared.
+#[derive(Debug)]
+pub struct Fresh {
+    path: PathBuf,
+    /// The earlier run's files, deleted by `start`.
+    old: Vec<Entry>,
+    lock: DirLock,
+}
+
+impl Fresh {
+    /// Deletes the earlier run's files (marker and summary first) and starts a new manifest.
+    pub fn start(self) -> Result<OutDir> {
+        delete_listed(&self.path, &self.old)?;
+        let manifest = Manifest::new(
+            &self.path,
+            ManifestFile {
+                abacus_manifest: 1,
+                run_id: new_run_id(&self.path),
+                files: Vec::new(),
+            },
+        );
+        manifest.save(&manifest.lock())?;
+        Ok(OutDir {
+            path: self.path,
+            manifest,
+            _lock: self.lock,
+        })
+    }
+}
+
 /// An output directory opened for a run: locked, and with its manifest.
 #[derive(Debug)]
 pub struct OutDir {
@@ -383,6 +413,13 @@ impl OutDir {
     /// Opens `dir` for a fresh run: locks it, refuses anything abacus did not write, replaces an
     /// earlier run's files only with `overwrite`, and starts a new manifest.
     pub fn create(dir: &Path, overwrite: bool) -> Result<OutDir> {
+        OutDir::prepare(dir, overwrite)?.start()
+    }
+
+    /// The checks of [`create`](Self::create), touching nothing: what `start` will replace.
+    /// Between the two the caller removes the old checkpoints, so that a kill while the old files
+    /// are deleted never leaves a checkpoint that `--resume` would take for a live run.
+    pub fn prepare(dir: &Path, overwrite: bool) -> Result<Fresh> {
         let lock = open_locked(dir)?;
         let listing = contents(dir)?;
         let old = read_manifest(dir)?;
@@ -407,21 +444,11 @@ impl OutDir {
                     }
                 )));
             }
-            delete_listed(dir, &old.files)?;
         }
-        let manifest = Manifest::new(
-            dir,
-            ManifestFile {
-                abacus_manifest: 1,
-                run_id: new_run_id(dir),
-                files: Vec::new(),
-            },
-        );
-        manifest.save(&manifest.lock())?;
-        Ok(OutDir {
+        Ok(Fresh {
             path: dir.to_path_buf(),
-            manifest,
-            _lock: lock,
+            old: old.map(|m| m.files).unwrap_or_default(),
+            lock,
         })
     }
 

@@ -348,6 +348,8 @@ struct Engine<'a> {
     rejected: SideWriter,
     sink: Option<mpsc::SyncSender<SinkMsg>>,
     max_rejected: Option<MaxRejected>,
+    /// What identifies each input's contents (with checkpoints only: stored in each one).
+    identities: Vec<input::FileIdentity>,
     /// (file index, checksum of that file's decoded bytes consumed by the batches so far).
     consumed: (usize, PrefixHash),
     memory_limit: Option<crate::memory::ByteSize>,
@@ -616,6 +618,7 @@ impl Engine<'_> {
         // checksum of the bytes consumed of the file it resumes in (checked as they are re-read).
         w.str(&self.outdir.manifest.run_id());
         outdir::encode_entries(&self.outdir.manifest.committed_files(), &mut w);
+        encode_identities(&self.identities, &mut w);
         let prefix = match (next.offset, &self.consumed) {
             (0, _) => PrefixHash::default(),
             (n, (file, h)) if *file == next.file && h.len == n => h.clone(),
@@ -784,7 +787,12 @@ struct Opened {
 /// earlier run's files with `--overwrite`); a resume is checked completely — the checkpoint's
 /// config and inputs, and that `--out` holds exactly the files it had committed — before anything
 /// in the out dir is touched.
-fn open_dirs(opts: &RunOptions, fingerprint: u64) -> Result<Opened> {
+fn open_dirs(
+    opts: &RunOptions,
+    fingerprint: u64,
+    files: &[InputFile],
+    identities: &[input::FileIdentity],
+) -> Result<Opened> {
     let checkpoint_lock = match &opts.checkpoint_dir {
         Some(dir) => {
             if !opts.resume {
@@ -801,13 +809,14 @@ fn open_dirs(opts: &RunOptions, fingerprint: u64) -> Result<Opened> {
         None => None,
     };
     if !opts.resume {
-        let out = OutDir::create(&opts.out, opts.overwrite)?;
+        let fresh = OutDir::prepare(&opts.out, opts.overwrite)?;
         if let Some(dir) = &opts.checkpoint_dir {
             for (_, old) in crate::checkpoint::list(dir)? {
                 std::fs::remove_file(&old).map_err(|e| Error::output(&old, e))?;
             }
             crate::checkpoint::clean_tmp(dir);
         }
+        let out = fresh.start()?;
         return Ok(Opened {
             out,
             _checkpoint_lock: checkpoint_lock,
@@ -841,6 +850,7 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
         )));
     }
     let id = checkpoint_identity(&mut crate::checkpoint::Reader::new(&found.payload))?;
+    check_identities(files, identities, &id.inputs)?;
     let out = OutDir::resume(&opts.out, &id.run_id, &id.committed, found.complete)?;
     crate::checkpoint::clean_tmp(dir);
     let finished = if found.complete {
@@ -862,6 +872,8 @@ Resume with exactly the same inputs and config, or run without --resume (and --o
 struct CheckpointIdentity {
     run_id: String,
     committed: Vec<outdir::Entry>,
+    /// Per input file, what identifies its contents (size, mtime, inode, sampled blocks).
+    inputs: Vec<input::FileIdentity>,
     /// Checksum of the decoded bytes of the resume file before the resume position.
     prefix: PrefixHash,
 }
@@ -870,8 +882,64 @@ fn checkpoint_identity(r: &mut crate::checkpoint::Reader) -> Result<CheckpointId
     Ok(CheckpointIdentity {
         run_id: r.string()?,
         committed: outdir::decode_entries(r)?,
+        inputs: decode_identities(r)?,
         prefix: PrefixHash::decode(r)?,
     })
+}
+
+fn encode_identities(ids: &[input::FileIdentity], w: &mut crate::checkpoint::Writer) {
+    w.u64(ids.len() as u64);
+    for id in ids {
+        w.u64(id.size);
+        w.u64((id.mtime_ns >> 64) as u64);
+        w.u64(id.mtime_ns as u64);
+        w.u64(id.inode);
+        w.u64(id.device);
+        w.u64(id.sample);
+    }
+}
+
+fn decode_identities(r: &mut crate::checkpoint::Reader) -> Result<Vec<input::FileIdentity>> {
+    let n = r.len(48)?;
+    (0..n)
+        .map(|_| {
+            Ok(input::FileIdentity {
+                size: r.u64()?,
+                mtime_ns: ((r.u64()? as i128) << 64) | r.u64()? as i128,
+                inode: r.u64()?,
+                device: r.u64()?,
+                sample: r.u64()?,
+            })
+        })
+        .collect()
+}
+
+/// Refuses a resume when an input is not the file the interrupted run read: another size,
+/// modification time, inode or device, or other bytes in the 16 sampled blocks.
+fn check_identities(
+    files: &[InputFile],
+    now: &[input::FileIdentity],
+    then: &[input::FileIdentity],
+) -> Result<()> {
+    for ((f, a), b) in files.iter().zip(now).zip(then) {
+        let what = if a.size != b.size {
+            "its size"
+        } else if a.sample != b.sample {
+            "its content (sampled blocks)"
+        } else if a.mtime_ns != b.mtime_ns {
+            "its modification time"
+        } else if (a.inode, a.device) != (b.inode, b.device) {
+            "its inode (it was replaced or copied)"
+        } else {
+            continue;
+        };
+        return Err(Error::Resume(format!(
+            "cannot resume: {} changed since the checkpoint ({what} differs); the result would match neither version. \
+Run without --resume (and with --overwrite) to start over",
+            f.path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Identifies a run: the config (with its lookup files) and the input list with sizes.
@@ -891,12 +959,31 @@ fn fingerprint(config: &Config, files: &[InputFile]) -> u64 {
 pub fn run(opts: &RunOptions) -> Result<Summary> {
     let started = Instant::now();
     let config = Config::load(&opts.config)?;
-    let paths = input::expand(&opts.inputs)?;
+    // abacus's own outputs are never read back as inputs.
+    let mut outputs = vec![opts.out.clone()];
+    outputs.extend(opts.checkpoint_dir.iter().cloned());
+    let paths = input::expand(&opts.inputs, &outputs)?;
     let files = input::open_all(&paths)?;
+    if opts.checkpoint_dir.is_some()
+        && let Some(pipe) = files.iter().find(|f| f.is_stream())
+    {
+        return Err(Error::Usage(format!(
+            "--checkpoint-dir cannot be used with piped input ({}): a pipe cannot be re-read on --resume; \
+write the stream to a file first, or run without checkpoints",
+            pipe.path.display()
+        )));
+    }
     let threads = opts.threads.max(1);
     let fingerprint = fingerprint(&config, &files);
+    let identities: Vec<input::FileIdentity> = match opts.checkpoint_dir {
+        Some(_) => files
+            .iter()
+            .map(|f| input::identity(&f.path))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
 
-    let opened = open_dirs(opts, fingerprint)?;
+    let opened = open_dirs(opts, fingerprint, &files, &identities)?;
     if let Some(summary) = opened.finished {
         return Ok(summary);
     }
@@ -1000,6 +1087,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
         ),
         sink: None,
         max_rejected: opts.max_rejected,
+        identities,
         consumed: (0, PrefixHash::default()),
         memory_limit: opts.memory_limit,
         memory: 0,
@@ -1229,10 +1317,13 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
         .build()
         .map_err(|e| Error::Usage(format!("cannot start decoder threads: {e}")))?;
     let skip_to = (start.file, start.offset);
+    // A resume inside a file re-reads its prefix and checks it is what the checkpoint consumed.
+    let prefix = (start.offset > 0).then(|| engine.consumed.1.clone());
     let reader = std::thread::Builder::new()
         .name("abacus-reader".into())
         .spawn(move || {
-            reader_pool.install(|| input::read_all(&files, parallel_frames, skip_to, &tx))
+            reader_pool
+                .install(|| input::read_all(&files, parallel_frames, skip_to, prefix.as_ref(), &tx))
         })
         .map_err(|e| Error::output(&opts.out, e))?;
 
@@ -1343,16 +1434,7 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
                 }
             }
         }
-        if !buf.is_empty() {
-            engine.batch(&buf, pos)?;
-            buf.clear();
-        }
-        // End of input: every window still open fires (partitions in parallel).
-        let parts = &mut engine.parts;
-        engine
-            .pool
-            .install(|| parts.par_iter_mut().for_each(|p| p.fire(None)));
-        engine.emit_fired()
+        Ok(())
     })();
     drop(rx);
     let read = reader.join().map_err(|_| Error::Output {
@@ -1360,5 +1442,17 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
         source: std::io::Error::other("the reader thread panicked"),
     })?;
     result?;
-    read
+    // A reader that failed (an input shrank, could not be read, or changed since the checkpoint)
+    // means the input is not complete: stop before the end-of-input firing and the summary.
+    read?;
+    if !buf.is_empty() {
+        engine.batch(&buf, pos)?;
+        buf.clear();
+    }
+    // End of input: every window still open fires (partitions in parallel).
+    let parts = &mut engine.parts;
+    engine
+        .pool
+        .install(|| parts.par_iter_mut().for_each(|p| p.fire(None)));
+    engine.emit_fired()
 }

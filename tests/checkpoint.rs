@@ -221,6 +221,13 @@ fn kill_and_resume(signal: &str, seed: u64) {
         assert!(!stderr.contains("panicked"), "{stderr}");
         let was_fresh = !resume;
         resume = true;
+        if o.status.code() == Some(2) && stderr.contains("no usable checkpoint") {
+            // The kill landed before the fresh run's first checkpoint: as the message says, start
+            // over without --resume.
+            assert!(!was_fresh, "{stderr}");
+            resume = false;
+            continue;
+        }
         if o.status.success() {
             if kills >= 20 {
                 break;

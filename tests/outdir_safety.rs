@@ -71,8 +71,18 @@ fn lines(n: usize, seed: usize) -> String {
         .collect()
 }
 
+/// Every file below `dir` but the lock (which each run rewrites with its pid), relative, with a
+/// hash of its bytes.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, u64)> {
+    files(dir)
+        .into_iter()
+        .filter(|(p, _)| p != Path::new(".abacus.lock"))
+        .map(|(p, b)| (p, xxhash_rust::xxh3::xxh3_64(&b)))
+        .collect()
+}
+
 /// Every file below `dir`, relative, with its bytes.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     fn walk(root: &Path, d: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
         for e in fs::read_dir(d).unwrap() {
             let p = e.unwrap().path();
@@ -103,21 +113,23 @@ fn overwrite_never_deletes_files_abacus_did_not_write() {
     let before = snapshot(&d);
     let o = run(&d, &cfg, &d, &["--overwrite"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert_eq!(snapshot(&d), before, "nothing in d/ was touched");
+    // The same out dir with the input elsewhere: the out dir check itself refuses, naming the
+    // files in the way, and does not call them results.
+    let elsewhere = s.write("elsewhere.ndjson", lines(200, 1));
+    let o = run(&elsewhere, &cfg, &d, &["--overwrite"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(
         stderr(&o).contains("no abacus run wrote") && stderr(&o).contains("part-00000-a.ndjson"),
         "the message names what is in the way: {}",
         stderr(&o)
     );
     assert!(
-        !stderr(&o).contains("already holds results"),
-        "{}",
+        !stderr(&o).contains("holds the results"),
+        "not called results: {}",
         stderr(&o)
     );
-    let after: Vec<_> = snapshot(&d)
-        .into_iter()
-        .filter(|(p, _)| p != Path::new(".abacus.lock"))
-        .collect();
-    assert_eq!(after, before, "nothing in d/ was touched");
+    assert_eq!(snapshot(&d), before, "nothing in d/ was touched");
 
     // A real earlier result plus one file of the user's: --overwrite refuses too, naming it.
     let inp = s.write("in.ndjson", lines(200, 2));
@@ -257,7 +269,7 @@ fn resume_refuses_an_out_dir_that_is_not_the_interrupted_runs() {
             "emptied",
             Box::new(|p: &Path| {
                 copy_dir(&out, p);
-                for (rel, _) in snapshot(p) {
+                for (rel, _) in files(p) {
                     fs::remove_file(p.join(rel)).unwrap();
                 }
             }),
@@ -279,11 +291,7 @@ fn resume_refuses_an_out_dir_that_is_not_the_interrupted_runs() {
             "{name}: no summary claiming rows"
         );
         if let Some(before) = before {
-            let after: Vec<_> = snapshot(&dir)
-                .into_iter()
-                .filter(|(p, _)| p != Path::new(".abacus.lock"))
-                .collect();
-            assert_eq!(after, before, "{name}: untouched");
+            assert_eq!(snapshot(&dir), before, "{name}: untouched");
         }
     }
 
@@ -331,7 +339,7 @@ fn resume_refuses_an_out_dir_that_is_not_the_interrupted_runs() {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    for (rel, bytes) in snapshot(from) {
+    for (rel, bytes) in files(from) {
         let p = to.join(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, bytes).unwrap();
@@ -437,4 +445,81 @@ fn a_full_disk_fails_with_one_clear_message_and_no_marker() {
         err.contains(&out.display().to_string()),
         "names the file: {err}"
     );
+}
+
+/// Sets `path`'s modification time back to `mtime` (an in-place edit that hides itself).
+fn set_mtime(path: &Path, mtime: std::time::SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+}
+
+/// Overwrites one byte in place (same size, same inode).
+fn poke(path: &Path, at: u64, byte: u8) {
+    use std::os::unix::fs::FileExt;
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .write_all_at(&[byte], at)
+        .unwrap();
+}
+
+#[test]
+fn an_input_changed_in_place_between_a_kill_and_the_resume_is_refused() {
+    let s = Scratch::new();
+    let cfg = s.write("c.toml", CONFIG);
+    let text = lines(20_000, 8);
+    let inp = s.write("in.ndjson", &text);
+    let size = text.len() as u64;
+    // A byte outside the 16 sampled 4 KiB blocks (0, (size-4096)/15, …) and before the resume
+    // point: only the checksum of the consumed bytes can see it. Digits of a time, same length.
+    let at = 6_000 + text[6_000..].find("\"t\":").unwrap() as u64 + 5;
+    assert!(at < (size - 4096) / 15, "outside the sampled blocks");
+    let original = text.as_bytes()[at as usize];
+    let changed = if original == b'9' { b'8' } else { original + 1 };
+
+    // (a) mtime left as the edit set it: the identity check sees it before anything is read.
+    let (out, ckpt) = (s.path("out-a"), s.path("ckpt-a"));
+    interrupted(&s, &inp, &cfg, &out, &ckpt);
+    let before = snapshot(&out);
+    poke(&inp, at, changed);
+    let o = resume(&inp, &cfg, &out, &ckpt);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("changed since the checkpoint"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("modification time"), "{}", stderr(&o));
+    assert_eq!(snapshot(&out), before, "nothing touched");
+    poke(&inp, at, original);
+
+    // (b) the edit hides itself (mtime restored, same size and inode): the resume re-reads the
+    // prefix and its checksum differs.
+    let (out, ckpt) = (s.path("out-b"), s.path("ckpt-b"));
+    interrupted(&s, &inp, &cfg, &out, &ckpt);
+    let mtime = fs::metadata(&inp).unwrap().modified().unwrap();
+    poke(&inp, at, changed);
+    set_mtime(&inp, mtime);
+    let o = resume(&inp, &cfg, &out, &ckpt);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("changed since the checkpoint")
+            && stderr(&o).contains("decoded bytes differ"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.join("_SUCCESS").exists() && !out.join("_summary.json").exists());
+    // Put the byte back: the same out dir still resumes, to the uninterrupted result.
+    poke(&inp, at, original);
+    set_mtime(&inp, mtime);
+    let o = resume(&inp, &cfg, &out, &ckpt);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let reference = s.path("reference");
+    assert_eq!(code(&run(&inp, &cfg, &reference, &[])), 0);
+    assert_eq!(read_rows(&out), read_rows(&reference));
 }

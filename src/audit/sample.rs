@@ -62,7 +62,7 @@ impl<R: Read> Read for Counting<R> {
 
 /// Reads up to `limit` non-empty lines from the inputs, in order.
 fn read_lines(inputs: &[PathBuf], limit: usize, s: &mut SampleStats) -> Result<()> {
-    let paths = input::expand(inputs)?;
+    let paths = input::expand(inputs, &[])?;
     let files = input::open_all(&paths)?;
     s.files = files.iter().map(|f| (f.path.clone(), f.size)).collect();
     s.total_bytes = files.iter().map(|f| f.size).sum();
@@ -76,20 +76,46 @@ fn read_lines(inputs: &[PathBuf], limit: usize, s: &mut SampleStats) -> Result<(
         let file =
             std::fs::File::open(&f.path).map_err(|e| Error::input(&f.path, e.to_string()))?;
         let mut counted = Counting { inner: file, n: 0 };
-        let at_end = match f.format {
-            Format::Empty => true,
-            Format::Plain => take_lines(BufReader::new(&mut counted), limit, s, &f.path)?,
-            Format::Zstd => {
-                let dec = zstd::stream::read::Decoder::new(&mut counted)
+        let zstd = match f.format {
+            Format::Empty => continue,
+            Format::Plain => false,
+            Format::Zstd => true,
+            // a stream (stdin, a pipe): recognised from its first bytes
+            Format::Unknown => {
+                let mut head = BufReader::new(&mut counted);
+                let first = head
+                    .fill_buf()
                     .map_err(|e| Error::input(&f.path, e.to_string()))?;
-                take_lines(BufReader::new(dec), limit, s, &f.path)?
+                let zstd = input::sniff(&f.path, first)? == Format::Zstd;
+                let at_end = read_one(head, zstd, limit, s, &f.path)?;
+                s.whole_input &= at_end;
+                s.sample_disk_bytes += counted.n;
+                continue;
             }
         };
+        let at_end = read_one(BufReader::new(&mut counted), zstd, limit, s, &f.path)?;
         s.whole_input &= at_end;
         s.sample_disk_bytes += counted.n;
     }
     s.decode_s = started.elapsed().as_secs_f64();
     Ok(())
+}
+
+/// Reads one input, decoding zstd; true when it ended before `limit` lines.
+fn read_one(
+    r: impl BufRead,
+    zstd: bool,
+    limit: usize,
+    s: &mut SampleStats,
+    path: &std::path::Path,
+) -> Result<bool> {
+    if zstd {
+        let dec = zstd::stream::read::Decoder::with_buffer(r)
+            .map_err(|e| Error::input(path, e.to_string()))?;
+        take_lines(BufReader::new(dec), limit, s, path)
+    } else {
+        take_lines(r, limit, s, path)
+    }
 }
 
 /// Appends lines to `s.text` until `limit`; true when the reader ended first.
