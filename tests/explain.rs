@@ -205,3 +205,40 @@ fn errors_exit_with_the_documented_codes() {
     let (code, _, err) = explain(s.dir.path(), &[]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// Standard input can be sampled; with its size unknown nothing is extrapolated.
+#[test]
+fn standard_input_is_sampled_without_extrapolating() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(bin())
+        .args([
+            "explain",
+            "--config",
+            "data/abacus.toml",
+            "-",
+            "--sample",
+            "5000",
+        ])
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = fs::read(repo().join("data/sample.ndjson.zst")).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // explain stops reading after the sample: a broken pipe here is expected
+    let _ = stdin.write_all(&bytes);
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("sample: the first 5000 lines"), "{out}");
+    assert!(out.contains("its size is not known"), "{out}");
+}

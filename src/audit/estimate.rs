@@ -377,6 +377,14 @@ pub fn report(config: &Config, s: &SampleStats, e: &Estimate) -> String {
 fn whole_input(config: &Config, s: &SampleStats, e: &Estimate) -> String {
     let mut out = String::new();
     let total_bytes: u64 = s.files.iter().map(|f| f.1).sum();
+    if total_bytes == 0 && !s.whole_input {
+        let _ = writeln!(
+            out,
+            "\nwhole input: its size is not known (standard input or a pipe), so nothing is extrapolated"
+        );
+        out += &warnings_text(config, s);
+        return out;
+    }
     let how = if s.whole_input {
         "measured: the sample is all of it"
     } else {
@@ -424,6 +432,12 @@ fn whole_input(config: &Config, s: &SampleStats, e: &Estimate) -> String {
         "  run time        {:.1} s on this machine ({} threads{load})",
         e.time_s, e.threads
     );
+    out += &warnings_text(config, s);
+    out
+}
+
+fn warnings_text(config: &Config, s: &SampleStats) -> String {
+    let mut out = String::new();
     let warnings = super::sample::warnings(config, s);
     if !warnings.is_empty() {
         let _ = writeln!(out, "\nwarnings:");

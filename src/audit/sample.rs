@@ -73,8 +73,13 @@ fn read_lines(inputs: &[PathBuf], limit: usize, s: &mut SampleStats) -> Result<(
             s.whole_input = false;
             break;
         }
-        let file =
-            std::fs::File::open(&f.path).map_err(|e| Error::input(&f.path, e.to_string()))?;
+        let file: Box<dyn Read> = if f.path.as_os_str() == "-" {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(
+                std::fs::File::open(&f.path).map_err(|e| Error::input(&f.path, e.to_string()))?,
+            )
+        };
         let mut counted = Counting { inner: file, n: 0 };
         let zstd = match f.format {
             Format::Empty => continue,
