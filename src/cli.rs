@@ -30,6 +30,151 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Benchmark this machine: every stage alone, then the whole pipeline at 1..N threads.
     Bench(BenchArgs),
+    /// Compare two result sets (a production export, an abacus run): exit 0 equal, 1 not.
+    Diff(DiffArgs),
+    /// Draw unique users over time from results (SVG or PNG).
+    Plot(PlotArgs),
+    /// Say what a config does; with input, estimate a run's memory, rows and time from a sample.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "With input, the first --sample lines are parsed with the engine's parser, then counted by the \
+engine itself (half of them, then all), and the results are extrapolated to the whole input from the \
+file sizes: lines, counting state, peak memory, output rows, run time. The report states the model.
+
+Examples:
+  abacus explain --config data/abacus.toml
+  abacus explain --config data/abacus.toml data/sample.ndjson.zst
+  abacus explain --config prod.toml logs/ --sample 1000000 --threads 8"
+)]
+pub struct ExplainArgs {
+    /// The TOML config to explain.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// Inputs to sample (files, directories or globs, as for `run`); none: only the config.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Lines read from the start of the input.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub sample: usize,
+
+    /// Threads of the engine runs on the sample, and of the estimated run (default: all cores).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Default: the total rows (all users) of the busiest event type in the first window spec. \
+Times on the x axis are UTC window starts.
+
+Examples:
+  abacus plot results/sample -o chart.svg
+  abacus plot results/sample --event-type email_open --dimension campaign --top 5 -o top.png
+  abacus plot results/sample --window daily --dimension provider --value gmail.com -o gmail.svg"
+)]
+pub struct PlotArgs {
+    /// Results to plot: an abacus out dir, or Parquet files (a path or a glob).
+    #[arg(value_name = "OUT")]
+    pub source: String,
+
+    /// The picture to write: .svg or .png.
+    #[arg(long, short, value_name = "FILE", default_value = "chart.svg")]
+    pub output: PathBuf,
+
+    /// The metric to plot (when the results have a `metric` column; default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub metric: Option<String>,
+
+    /// The event type (default: the one with the most events).
+    #[arg(long, value_name = "TYPE")]
+    pub event_type: Option<String>,
+
+    /// The window spec, by name (default: the first in the config).
+    #[arg(long, value_name = "NAME")]
+    pub window: Option<String>,
+
+    /// Plot per value of this dimension instead of all users (with --value, or the --top values).
+    #[arg(long, value_name = "NAME")]
+    pub dimension: Option<String>,
+
+    /// The one value of --dimension to plot.
+    #[arg(
+        long,
+        value_name = "VALUE",
+        requires = "dimension",
+        conflicts_with = "top"
+    )]
+    pub value: Option<String>,
+
+    /// Plot the N values of --dimension with the most users, one line each, with a legend
+    /// (default 5).
+    #[arg(long, value_name = "N", requires = "dimension")]
+    pub top: Option<usize>,
+
+    /// Picture width in pixels.
+    #[arg(long, default_value_t = 1000)]
+    pub width: u32,
+
+    /// Picture height in pixels.
+    #[arg(long, default_value_t = 500)]
+    pub height: u32,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each side: an abacus out dir, a Parquet file or glob ('exports/*.parquet'), or a CSV file \
+with a header. Rows are matched on the key columns both sides have (metric, event_type, dimension, value, \
+window, window_start, window_end) and compared on unique_users, and on events when both have it. Times may be \
+timestamps, unix seconds (or ms) or RFC 3339 text (no zone = UTC); in key columns an empty text is null, and \
+a row without a value is a total row. A key column filled by --set also restricts the other side to the \
+rows with that value.
+
+Exit codes: 0 equal (within --tolerance), 1 not equal (the report says what differs), 2 usage error or an \
+input that cannot be compared (missing column, a key twice, an unparsable time, no rows).
+
+Examples:
+  abacus diff results/run-a results/run-b
+  abacus diff prod-export.csv results/sample \\
+      --map hour=window_start,campaign_id=value,count=unique_users \\
+      --set event_type=email_open,dimension=campaign,window=hourly --tolerance 0.5%
+  abacus diff 'prod/*.parquet' results/ --tolerance 3 --out diff.parquet"
+)]
+pub struct DiffArgs {
+    /// The reference result set (e.g. what production reported).
+    #[arg(value_name = "EXPECTED")]
+    pub expected: String,
+
+    /// The result set to check (e.g. an abacus out dir).
+    #[arg(value_name = "ACTUAL")]
+    pub actual: String,
+
+    /// Read a side's columns under abacus's names (an export's, on whichever side it is):
+    /// COL=ABACUS_COL, comma-separated or repeated (hour=window_start,campaign_id=value,count=unique_users).
+    #[arg(long, value_name = "COL=ABACUS_COL,...", value_delimiter = ',')]
+    pub map: Vec<String>,
+
+    /// Fill a key column a side lacks: window=hourly, event_type=email_open, dimension=campaign,
+    /// metric=NAME; comma-separated or repeated.
+    #[arg(long, value_name = "COL=VALUE,...", value_delimiter = ',')]
+    pub set: Vec<String>,
+
+    /// How far counts may differ and still be equal: a count (3) or a share of the expected
+    /// count (0.5%). Default: exact.
+    #[arg(long, value_name = "N|P%", default_value = "0")]
+    pub tolerance: crate::audit::Tolerance,
+
+    /// Write every differing row, with both sides' values, to this Parquet file.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Rows shown in each list of the report (worst differences, rows only one side has).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
 }
 
 #[derive(Debug, Args)]

@@ -34,7 +34,8 @@ pub struct Fields {
     pub event_id: Option<String>,
 }
 
-/// A lookup table from a CSV `key,value` file; values are interned so the hot path hands out indexes.
+/// A lookup table from two columns of a CSV file; values are interned so the hot path hands out
+/// indexes.
 #[derive(Debug, Clone, Default)]
 pub struct Lookup {
     pub path: PathBuf,
@@ -157,7 +158,73 @@ struct RawDimension {
     name: Spanned<String>,
     field: String,
     extract: Option<Spanned<String>>,
-    lookup: Option<Spanned<String>>,
+    lookup: Option<Spanned<RawLookup>>,
+}
+
+/// `lookup = "file.csv"` (first column → second column) or
+/// `lookup = { file = "file.csv", key = "message_id", value = "campaign" }` (columns by header name).
+#[derive(Clone)]
+enum RawLookup {
+    File(String),
+    Columns(RawLookupColumns),
+}
+
+impl<'de> Deserialize<'de> for RawLookup {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(RawLookupVisitor)
+    }
+}
+
+/// Reads either form, so that a wrong table gets the table's own message (`missing field `value``).
+struct RawLookupVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RawLookupVisitor {
+    type Value = RawLookup;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(
+            "a CSV file name (\"campaigns.csv\") or a table { file = \"campaigns.csv\", key = \"message_id\", value = \"campaign\" }",
+        )
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<RawLookup, E> {
+        Ok(RawLookup::File(v.to_string()))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        map: A,
+    ) -> std::result::Result<RawLookup, A::Error> {
+        RawLookupColumns::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            .map(RawLookup::Columns)
+    }
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawLookupColumns {
+    file: String,
+    key: String,
+    value: String,
+}
+
+/// Which columns of a lookup CSV map to which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupColumns {
+    /// The first column is the key, the second the value, whatever the header says.
+    FirstTwo,
+    /// Columns chosen by their header names.
+    Named { key: String, value: String },
+}
+
+impl LookupColumns {
+    /// A stable text of the spec, mixed into the config fingerprint.
+    fn fingerprint_text(&self) -> String {
+        match self {
+            LookupColumns::FirstTwo => "first-two".into(),
+            LookupColumns::Named { key, value } => format!("named\0{key}\0{value}"),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -371,10 +438,9 @@ impl Config {
                         ));
                     }
                 },
-                (None, Some(file)) => {
-                    let p = base.join(file.get_ref());
-                    let (lookup, hash) = load_lookup(&p)
-                        .map_err(|e| loc.at(file.span(), &format!("{key}.lookup"), e))?;
+                (None, Some(spec)) => {
+                    let (lookup, hash) = load_lookup_spec(base, spec)
+                        .map_err(|e| loc.at(spec.span(), &format!("{key}.lookup"), e))?;
                     fingerprint =
                         xxhash_rust::xxh3::xxh3_64_with_seed(&hash.to_le_bytes(), fingerprint);
                     Extract::Lookup(lookup)
@@ -489,30 +555,56 @@ impl Config {
     }
 }
 
-/// Reads a `key,value` CSV. Returns the table and a hash of the file's bytes.
-fn load_lookup(path: &Path) -> std::result::Result<(Lookup, u64), String> {
+/// Loads a dimension's lookup as the config gives it; the hash covers the file's bytes and which
+/// columns are used, for the config fingerprint.
+fn load_lookup_spec(
+    base: &Path,
+    spec: &Spanned<RawLookup>,
+) -> std::result::Result<(Lookup, u64), String> {
+    let (file, columns) = match spec.get_ref() {
+        RawLookup::File(f) => (f, LookupColumns::FirstTwo),
+        RawLookup::Columns(c) => (
+            &c.file,
+            LookupColumns::Named {
+                key: c.key.clone(),
+                value: c.value.clone(),
+            },
+        ),
+    };
+    let (lookup, hash) = load_lookup(&base.join(file), &columns)?;
+    let spec_hash = xxhash_rust::xxh3::xxh3_64(columns.fingerprint_text().as_bytes());
+    Ok((
+        lookup,
+        xxhash_rust::xxh3::xxh3_64_with_seed(&spec_hash.to_le_bytes(), hash),
+    ))
+}
+
+/// Reads the key and value columns of a lookup CSV. Returns the table and a hash of the file's
+/// bytes. A key listed twice with the same value is accepted; with different values it is an error
+/// naming both lines.
+pub fn load_lookup(
+    path: &Path,
+    columns: &LookupColumns,
+) -> std::result::Result<(Lookup, u64), String> {
     let bytes = std::fs::read(path)
         .map_err(|e| format!("cannot read the lookup file {}: {e}", path.display()))?;
     let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
+        .flexible(true)
         .from_reader(bytes.as_slice());
     let headers = reader
         .headers()
         .map_err(|e| format!("{}: {e}", path.display()))?
         .clone();
-    if headers.len() < 2 || &headers[0] != "key" || &headers[1] != "value" {
-        return Err(format!(
-            "{}: line 1: the header must be `key,value`, found `{}`",
-            path.display(),
-            headers.iter().collect::<Vec<_>>().join(",")
-        ));
-    }
+    let (ki, vi) = lookup_column_indexes(path, &headers, columns)?;
     let mut lookup = Lookup {
         path: path.to_path_buf(),
         ..Lookup::default()
     };
     let mut interned: HashMap<Box<str>, u32> = HashMap::new();
+    let mut first_line: HashMap<Box<str>, u64> = HashMap::new();
+    let need = ki.max(vi) + 1;
     // Line numbers come from the reader's position, not a record count: a quoted field may span
     // several lines.
     let mut rec = csv::StringRecord::new();
@@ -524,14 +616,14 @@ fn load_lookup(path: &Path) -> std::result::Result<(Lookup, u64), String> {
             Err(e) => return Err(format!("{}: line {line}: {e}", path.display())),
         }
         let line = rec.position().map_or(line, |p| p.line());
-        if rec.len() != 2 {
+        if rec.len() < need {
             return Err(format!(
-                "{}: line {line}: expected 2 columns (key,value), found {}",
+                "{}: line {line}: expected at least {need} columns, found {}",
                 path.display(),
                 rec.len()
             ));
         }
-        let (k, v) = (&rec[0], &rec[1]);
+        let (k, v) = (&rec[ki], &rec[vi]);
         if k.is_empty() || v.is_empty() {
             return Err(format!(
                 "{}: line {line}: empty key or value",
@@ -547,14 +639,53 @@ fn load_lookup(path: &Path) -> std::result::Result<(Lookup, u64), String> {
                 idx
             }
         };
-        if lookup.map.insert(k.into(), idx).is_some() {
-            return Err(format!(
-                "{}: line {line}: the key `{k}` appears twice",
-                path.display()
-            ));
+        match lookup.map.get(k) {
+            None => {
+                lookup.map.insert(k.into(), idx);
+                first_line.insert(k.into(), line);
+            }
+            Some(&old) if old == idx => {}
+            Some(&old) => {
+                let before = first_line.get(k).copied().unwrap_or(0);
+                return Err(format!(
+                    "{}: line {line}: the key `{k}` maps to `{v}`, but {}:{before} maps it to `{}`",
+                    path.display(),
+                    path.display(),
+                    lookup.values[old as usize]
+                ));
+            }
         }
     }
     Ok((lookup, hash))
+}
+
+/// The positions of the key and value columns in a lookup CSV's header.
+fn lookup_column_indexes(
+    path: &Path,
+    headers: &csv::StringRecord,
+    columns: &LookupColumns,
+) -> std::result::Result<(usize, usize), String> {
+    let found = || headers.iter().collect::<Vec<_>>().join(",");
+    match columns {
+        LookupColumns::FirstTwo if headers.len() < 2 => Err(format!(
+            "{}: line 1: a lookup CSV needs at least 2 columns (key, then value), found the header `{}`",
+            path.display(),
+            found()
+        )),
+        LookupColumns::FirstTwo => Ok((0, 1)),
+        LookupColumns::Named { key, value } => {
+            let find = |name: &str, what: &str| {
+                headers.iter().position(|h| h == name).ok_or_else(|| {
+                    format!(
+                        "{}: line 1: no column `{name}` (the lookup's {what}); the header is `{}`",
+                        path.display(),
+                        found()
+                    )
+                })
+            };
+            Ok((find(key, "key")?, find(value, "value")?))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -567,13 +698,13 @@ mod tests {
         let p = d.path().join("l.csv");
         // line 1 header, lines 2-3 one record with a quoted newline, line 4 a duplicate of line 2
         std::fs::write(&p, "key,value\nm1,\"two\nlines\"\nm2,b\nm1,c\n").unwrap();
-        let e = load_lookup(&p).unwrap_err();
+        let e = load_lookup(&p, &LookupColumns::FirstTwo).unwrap_err();
         assert!(
-            e.contains("line 5") && e.contains("`m1` appears twice"),
+            e.contains("line 5") && e.contains("`m1` maps to `c`") && e.contains("l.csv:2"),
             "{e}"
         );
         std::fs::write(&p, "key,value\nm1,\"a\nb\"\nm2\n").unwrap();
-        let e = load_lookup(&p).unwrap_err();
+        let e = load_lookup(&p, &LookupColumns::FirstTwo).unwrap_err();
         assert!(e.contains("line 4"), "{e}");
     }
 
@@ -637,5 +768,136 @@ mod tests {
             e.contains("`dimensions[0].lookup`") && e.contains("nope.csv"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+
+    const MIN: &str = "[fields]\nuser = \"u\"\ntime = \"t\"\nevent_type = \"e\"\n";
+    const HOURLY: &str = "[[windows]]\nname = \"h\"\nsize = \"1h\"\n";
+
+    /// A config in `dir` with one lookup dimension written as `spec` (the TOML value).
+    fn config(dir: &Path, spec: &str) -> Result<Config> {
+        let text = format!(
+            "{MIN}[[dimensions]]\nname = \"campaign\"\nfield = \"m\"\nlookup = {spec}\n{HOURLY}"
+        );
+        Config::parse(&dir.join("c.toml"), &text)
+    }
+
+    fn table(c: &Config) -> Vec<(String, String)> {
+        let Extract::Lookup(l) = &c.dimensions[0].extract else {
+            panic!("not a lookup")
+        };
+        let mut v: Vec<(String, String)> = l
+            .map
+            .iter()
+            .map(|(k, &i)| (k.to_string(), l.values[i as usize].to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn pairs(xs: &[(&str, &str)]) -> Vec<(String, String)> {
+        xs.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_string_form_takes_the_first_two_columns_whatever_the_header() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("l.csv"),
+            "message_id,campaign,owner\nm1,spring,ann\nm2,summer,bob\n",
+        )
+        .unwrap();
+        let c = config(d.path(), "\"l.csv\"").unwrap();
+        assert_eq!(table(&c), pairs(&[("m1", "spring"), ("m2", "summer")]));
+    }
+
+    #[test]
+    fn the_table_form_picks_columns_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("l.csv"),
+            "owner,campaign,message_id\nann,spring,m1\nbob,summer,m2\n",
+        )
+        .unwrap();
+        let c = config(
+            d.path(),
+            "{ file = \"l.csv\", key = \"message_id\", value = \"campaign\" }",
+        )
+        .unwrap();
+        assert_eq!(table(&c), pairs(&[("m1", "spring"), ("m2", "summer")]));
+    }
+
+    #[test]
+    fn a_missing_named_column_names_the_file_the_column_and_the_header() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("l.csv"), "id,campaign\nm1,spring\n").unwrap();
+        let e = config(
+            d.path(),
+            "{ file = \"l.csv\", key = \"message_id\", value = \"campaign\" }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("c.toml:8:10: `dimensions[0].lookup`"), "{e}");
+        assert!(
+            e.contains("l.csv: line 1")
+                && e.contains("`message_id`")
+                && e.contains("`id,campaign`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_same_value_ok_different_values_name_both_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l.csv");
+        std::fs::write(&p, "k,v\nm1,a\nm2,b\nm1,a\n").unwrap();
+        let c = config(d.path(), "\"l.csv\"").unwrap();
+        assert_eq!(table(&c), pairs(&[("m1", "a"), ("m2", "b")]));
+        std::fs::write(&p, "k,v\nm1,a\nm2,b\nm1,c\n").unwrap();
+        let e = config(d.path(), "\"l.csv\"").unwrap_err().to_string();
+        assert!(
+            e.contains("l.csv: line 4: the key `m1` maps to `c`")
+                && e.contains("l.csv:2 maps it to `a`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_table_form_and_one_column_files_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("l.csv"), "key\nm1\n").unwrap();
+        let e = config(d.path(), "\"l.csv\"").unwrap_err().to_string();
+        assert!(e.contains("at least 2 columns"), "{e}");
+        let e = config(d.path(), "{ file = \"l.csv\", key = \"key\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.toml:8") && e.contains("missing field `value`"),
+            "{e}"
+        );
+        let e = config(d.path(), "3").unwrap_err().to_string();
+        assert!(
+            e.contains("c.toml:8") && e.contains("a CSV file name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_the_lookup_spec() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("l.csv"), "a,b,c\nm1,x,y\n").unwrap();
+        let f = |spec: &str| config(d.path(), spec).unwrap().fingerprint;
+        let first = f("\"l.csv\"");
+        let ab = f("{ file = \"l.csv\", key = \"a\", value = \"b\" }");
+        let ac = f("{ file = \"l.csv\", key = \"a\", value = \"c\" }");
+        assert_ne!(first, ab);
+        assert_ne!(ab, ac);
+        assert_eq!(ab, f("{ file = \"l.csv\", key = \"a\", value = \"b\" }"));
     }
 }

@@ -10,6 +10,7 @@
 //! [`run::run`] wires the stages together; `docs/SEMANTICS.md` is the contract they implement and
 //! `ARCHITECTURE.md` says where each clause lives.
 
+pub mod audit;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;

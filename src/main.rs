@@ -12,7 +12,7 @@ use abacus::run::{RunOptions, run};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             let code = err
                 .downcast_ref::<abacus::Error>()
@@ -23,8 +23,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<()> {
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Diff(args) => diff(args),
+        Command::Plot(args) => plot(args),
+        Command::Explain(args) => explain(args),
         Command::Run(args) => {
             let threads = args
                 .threads
@@ -48,7 +51,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if !args.quiet {
                 eprint!("{}", summary.table(&args.out));
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
             let max = args
@@ -80,7 +83,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", report.table());
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Generate(args) => {
             let start = abacus::timefmt::parse_rfc3339(args.start.as_bytes()).ok_or_else(|| {
@@ -110,7 +113,72 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 report.frames,
                 opts.lookup.display()
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `abacus explain`: the report goes to stdout.
+fn explain(args: abacus::cli::ExplainArgs) -> anyhow::Result<ExitCode> {
+    let opts = abacus::audit::explain::ExplainOptions {
+        config: args.config,
+        inputs: args.inputs,
+        sample: args.sample,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
+    print!("{}", abacus::audit::explain::explain(&opts)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `abacus plot`: writes the picture, says on stderr what it shows.
+fn plot(args: abacus::cli::PlotArgs) -> anyhow::Result<ExitCode> {
+    if args.width < 200 || args.height < 150 || args.width > 10_000 || args.height > 10_000 {
+        return Err(abacus::Error::Usage(
+            "--width and --height must be between 200x150 and 10000x10000 pixels".into(),
+        )
+        .into());
+    }
+    let opts = abacus::audit::plot::PlotOptions {
+        source: args.source,
+        metric: args.metric,
+        event_type: args.event_type,
+        window: args.window,
+        dimension: args.dimension,
+        value: args.value,
+        top: args.top,
+        output: args.output.clone(),
+        size: (args.width, args.height),
+    };
+    let chart = abacus::audit::plot::plot(&opts)?;
+    let points: usize = chart.series.iter().map(|s| s.points.len()).sum();
+    eprintln!(
+        "wrote {}: {} ({} lines, {points} points)",
+        args.output.display(),
+        chart.title,
+        chart.series.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `abacus diff`: the report goes to stdout whatever the outcome; "not equal" is exit code 1.
+fn diff(args: abacus::cli::DiffArgs) -> anyhow::Result<ExitCode> {
+    use abacus::audit::diff::parse_pairs;
+    let opts = abacus::audit::DiffOptions {
+        expected: args.expected,
+        actual: args.actual,
+        map: parse_pairs(&args.map, "--map")?,
+        set: parse_pairs(&args.set, "--set")?,
+        tolerance: args.tolerance,
+        out: args.out,
+        top: args.top,
+    };
+    let report = abacus::audit::diff(&opts)?;
+    print!("{}", report.text);
+    Ok(if report.equal {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -60,6 +60,21 @@ fn bench_help() {
 }
 
 #[test]
+fn diff_help() {
+    snapshot("diff_help", &["diff", "--help"]);
+}
+
+#[test]
+fn plot_help() {
+    snapshot("plot_help", &["plot", "--help"]);
+}
+
+#[test]
+fn explain_help() {
+    snapshot("explain_help", &["explain", "--help"]);
+}
+
+#[test]
 fn usage_errors_exit_2_and_say_what_to_do() {
     let out = Command::new(BIN)
         .args(["run", "x.ndjson"])

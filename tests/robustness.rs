@@ -1686,7 +1686,7 @@ fn config_faults_exit_2_with_file_and_line() {
     let d = tmp();
     let input = write(d.path(), "in.ndjson", ev("a", T0_S, "open") + "\n");
     write(d.path(), "bad-row.csv", "key,value\nm-1,a\nm-2\n");
-    write(d.path(), "bad-header.csv", "k,v\nm-1,a\n");
+    write(d.path(), "bad-header.csv", "key\nm-1\n");
     write(d.path(), "empty-value.csv", "key,value\nm-1,a\nm-2,\n");
     write(d.path(), "dup-key.csv", "key,value\nm-1,a\nm-1,b\n");
     let base = config_text("");
@@ -1711,9 +1711,9 @@ fn config_faults_exit_2_with_file_and_line() {
         (base.replace("[watermark]", "[limits]\ntime_min = \"last tuesday\"\n\n[watermark]"), "last tuesday", vec!["`limits.time_min`"]),
         (lookup("no-such.csv"), "no-such.csv", vec!["`dimensions[2].lookup`", "no-such.csv"]),
         (lookup("bad-row.csv"), "bad-row.csv", vec!["`dimensions[2].lookup`", "bad-row.csv: line 3"]),
-        (lookup("bad-header.csv"), "bad-header.csv", vec!["bad-header.csv: line 1", "key,value"]),
+        (lookup("bad-header.csv"), "bad-header.csv", vec!["bad-header.csv: line 1", "at least 2 columns"]),
         (lookup("empty-value.csv"), "empty-value.csv", vec!["empty-value.csv: line 3", "empty"]),
-        (lookup("dup-key.csv"), "dup-key.csv", vec!["dup-key.csv: line 3", "m-1"]),
+        (lookup("dup-key.csv"), "dup-key.csv", vec!["dup-key.csv: line 3", "m-1", "dup-key.csv:2"]),
         ("this is [not toml".into(), "this", vec![]),
     ];
     for (i, (text, needle, frags)) in cases.iter().enumerate() {
