@@ -231,7 +231,7 @@ fn production_export(out: &Path, path: &Path, bump: Option<usize>) -> usize {
     let mut text = String::from("hour,campaign_id,count\n");
     let rows: Vec<_> = read_rows(out)
         .into_iter()
-        .filter(|r| r.window == "hourly" && r.event_type == "email_open")
+        .filter(|r| r.window == "hourly" && r.event_type.as_deref() == Some("email_open"))
         .filter(|r| r.dimension.is_none() || r.dimension.as_deref() == Some("campaign"))
         .collect();
     for (i, r) in rows.iter().enumerate() {
@@ -439,17 +439,17 @@ fn inputs_that_cannot_be_compared_exit_2_naming_file_column_and_line() {
 #[test]
 fn a_column_only_one_side_has_is_left_out_and_metric_can_be_set() {
     let dir = sample_runs();
-    // an export with a metric column abacus does not have (yet): left out unless --set fills it
+    // an export without the metric column abacus writes: left out unless --set fills it
     w_metric(dir);
-    let d = diff_in(dir, &["e-metric.csv", "a", "--map", MAP, "--set", SET]);
+    let d = diff_in(dir, &["e-nometric.csv", "a", "--map", MAP, "--set", SET]);
     assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
     assert!(
-        d.stdout.contains("left out: metric (only in EXPECTED)"),
+        d.stdout.contains("left out: metric (only in ACTUAL)"),
         "{}",
         d.stdout
     );
-    let set = format!("{SET},metric=users");
-    let d = diff_in(dir, &["e-metric.csv", "a", "--map", MAP, "--set", &set]);
+    let set = format!("{SET},metric=all");
+    let d = diff_in(dir, &["e-nometric.csv", "a", "--map", MAP, "--set", &set]);
     assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
     assert!(
         d.stdout.contains("key:      metric, event_type"),
@@ -457,8 +457,16 @@ fn a_column_only_one_side_has_is_left_out_and_metric_can_be_set() {
         d.stdout
     );
     let set = format!("{SET},metric=other");
-    let d = diff_in(dir, &["e-metric.csv", "a", "--map", MAP, "--set", &set]);
+    let d = diff_in(dir, &["e-nometric.csv", "a", "--map", MAP, "--set", &set]);
     assert_eq!(d.code, Some(1), "{}{}", d.stdout, d.stderr);
+    // an export that has it: compared as a key
+    let d = diff_in(dir, &["e-metric.csv", "a", "--map", MAP, "--set", SET]);
+    assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
+    assert!(
+        d.stdout.contains("key:      metric, event_type"),
+        "{}",
+        d.stdout
+    );
 }
 
 fn w_metric(dir: &Path) {
@@ -469,7 +477,7 @@ fn w_metric(dir: &Path) {
         out += &if i == 0 {
             format!("metric,{l}\n")
         } else {
-            format!("users,{l}\n")
+            format!("all,{l}\n")
         };
     }
     fs::write(dir.join("e-metric.csv"), out).unwrap();
@@ -506,9 +514,9 @@ fn the_export_may_be_either_side() {
     );
 }
 
-/// Copies `from`'s part files to `to` with a leading `metric` column holding `metric`, as abacus
-/// writes once a config can name metrics.
-pub fn copy_with_metric(from: &Path, to: &Path, metric: &str) {
+/// Copies `from`'s part files to `to` without the `metric` column, as abacus wrote before a
+/// config could name metrics (and as other tools' Parquet exports look).
+pub fn copy_without_metric(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for p in part_files(from) {
         let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&p).unwrap())
@@ -517,18 +525,10 @@ pub fn copy_with_metric(from: &Path, to: &Path, metric: &str) {
             .unwrap();
         let mut w: Option<ArrowWriter<fs::File>> = None;
         for b in reader {
-            let b = b.unwrap();
-            let m: ArrayRef = Arc::new(arrow_array::StringArray::from(vec![metric; b.num_rows()]));
-            let mut fields = vec![arrow_schema::Field::new(
-                "metric",
-                arrow_schema::DataType::Utf8,
-                false,
-            )];
-            fields.extend(b.schema().fields().iter().map(|f| f.as_ref().clone()));
-            let schema = Arc::new(arrow_schema::Schema::new(fields));
-            let mut cols = vec![m];
-            cols.extend(b.columns().iter().cloned());
-            let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+            let mut b = b.unwrap();
+            let i = b.schema().index_of("metric").unwrap();
+            b.remove_column(i);
+            let schema = b.schema();
             let out = w.get_or_insert_with(|| {
                 ArrowWriter::try_new(
                     fs::File::create(to.join(p.file_name().unwrap())).unwrap(),
@@ -537,7 +537,7 @@ pub fn copy_with_metric(from: &Path, to: &Path, metric: &str) {
                 )
                 .unwrap()
             });
-            out.write(&batch).unwrap();
+            out.write(&b).unwrap();
         }
         w.unwrap().close().unwrap();
     }
@@ -546,17 +546,17 @@ pub fn copy_with_metric(from: &Path, to: &Path, metric: &str) {
 #[test]
 fn a_metric_column_on_one_parquet_side() {
     let dir = sample_runs();
-    copy_with_metric(&dir.join("a"), &dir.join("m"), "users");
+    copy_without_metric(&dir.join("a"), &dir.join("m"));
     // only one side has it: left out on both
     let d = diff_in(dir, &["m", "b"]);
     assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
     assert!(
-        d.stdout.contains("left out: metric (only in EXPECTED)"),
+        d.stdout.contains("left out: metric (only in ACTUAL)"),
         "{}",
         d.stdout
     );
-    // --set fills it on the other side; the summary then groups by metric / event type
-    let d = diff_in(dir, &["m", "b", "--set", "metric=users"]);
+    // --set fills it on the side without; the summary then groups by metric / event type
+    let d = diff_in(dir, &["m", "b", "--set", "metric=all"]);
     assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
     assert!(
         d.stdout.contains("key:      metric, event_type")
@@ -564,9 +564,9 @@ fn a_metric_column_on_one_parquet_side() {
         "{}",
         d.stdout
     );
-    assert!(d.stdout.contains("users / email_open"), "{}", d.stdout);
+    assert!(d.stdout.contains("all / email_open"), "{}", d.stdout);
     // both sides have it: compared
-    let d = diff_in(dir, &["m", "m"]);
+    let d = diff_in(dir, &["b", "a"]);
     assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
     assert!(
         d.stdout.contains("key:      metric, event_type"),

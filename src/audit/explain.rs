@@ -87,18 +87,76 @@ pub fn describe(config: &Config) -> String {
     let l = &config.limits;
     let _ = writeln!(
         out,
-        "\nfilters: every valid event is counted; rejected: lines over {} bytes, times outside [{}, {})",
+        "\ncounted: every valid event ({} [[filters]] select among them); rejected: lines over {} bytes, times outside [{}, {})",
+        config.filters.len(),
         l.max_line_bytes,
         format_rfc3339(l.time_min),
         format_rfc3339(l.time_max)
     );
-    let _ = writeln!(
-        out,
-        "metrics: one, unique `{}` (and events) per key and window",
-        f.user
-    );
+    out += &describe_metrics(config, &f.user);
     out += &describe_dimensions(config);
     out += &describe_windows(config);
+    out
+}
+
+/// Each metric in one line: what it selects, its keys, windows and threshold.
+fn describe_metrics(config: &Config, user: &str) -> String {
+    use crate::metrics::Threshold;
+    let mut out = String::new();
+    let implicit = config.metrics.len() == 1 && config.metrics[0].name == crate::metrics::IMPLICIT;
+    let _ = writeln!(
+        out,
+        "metrics: {}{}, unique `{user}` (and events) per key and window",
+        config.metrics.len(),
+        if implicit {
+            " (the implicit `all`)"
+        } else {
+            ""
+        }
+    );
+    for m in &config.metrics {
+        let filter = m
+            .filter
+            .and_then(|i| config.filters.get(i))
+            .map_or("every counted event".to_string(), |f| {
+                format!("filter `{}` ({} clauses)", f.name, f.clauses.len())
+            });
+        let dims: Vec<&str> = m
+            .dimensions
+            .iter()
+            .map(|&d| config.dimensions[d].name.as_str())
+            .collect();
+        let windows: Vec<&str> = (0..config.windows.specs.len())
+            .filter(|&s| m.counts_in(s))
+            .map(|s| config.windows.specs[s].name.as_str())
+            .collect();
+        let threshold = match &m.threshold {
+            Threshold::None => "every user seen".to_string(),
+            Threshold::Count(n) => format!("users with at least {n} events"),
+            Threshold::Sum { path, micros } => {
+                format!(
+                    "users whose `{path}` sums to at least {}",
+                    *micros as f64 / 1e6
+                )
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {filter}; {}{}; windows {}; {threshold}",
+            m.name,
+            if m.by_type {
+                "by event type, "
+            } else {
+                "all types together, "
+            },
+            if dims.is_empty() {
+                "the total only".to_string()
+            } else {
+                format!("dimensions {}", dims.join(", "))
+            },
+            windows.join(", ")
+        );
+    }
     out
 }
 
@@ -127,8 +185,12 @@ fn describe_dimensions(config: &Config) -> String {
     }
     let _ = writeln!(
         out,
-        "keys per event: 1 total + 1 per dimension that has a value = at most {}",
-        n + 1
+        "keys per event: per metric its filter matches, 1 total + 1 per dimension of the metric that has a value = at most {}",
+        config
+            .metrics
+            .iter()
+            .map(|m| 1 + m.dimensions.len())
+            .sum::<usize>()
     );
     out
 }
