@@ -43,6 +43,7 @@ import traceback
 from pathlib import Path
 
 COLUMNS = [
+    "metric",
     "event_type",
     "dimension",
     "value",
@@ -52,10 +53,11 @@ COLUMNS = [
     "unique_users",
     "events",
 ]
-STRINGS = ["event_type", "dimension", "value", "window"]
+STRINGS = ["metric", "event_type", "dimension", "value", "window"]
 TIMESTAMPS = ["window_start", "window_end"]
 COUNTS = ["unique_users", "events"]
-NULLABLE = {"dimension", "value"}
+# event_type is null for a metric with by_type = false (none in make run's config)
+NULLABLE = {"event_type", "dimension", "value"}
 
 
 class Checks:
@@ -188,6 +190,7 @@ def check_pandas(out: Path, summary: dict) -> dict:
         assert str(df[c].dtype) == "uint64", f"{c}: {df[c].dtype}"
     assert len(df) == summary["rows"], f"{len(df)} rows, summary {summary['rows']}"
     assert df["event_type"].notna().all() and df["window"].notna().all()
+    assert set(df["metric"]) == {"all"}, "a config without [[metrics]] has the one metric `all`"
     g = df.groupby("window").agg(
         rows=("window", "size"),
         events=("events", "sum"),
