@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{REJECT_CODES, Row, read_rows as rows};
+use common::{Counts, REJECT_CODES, Row, read_rows as rows, read_summary as summary};
 
 /// 2024-05-01T00:00:00Z in seconds and milliseconds.
 const T0_S: i64 = 1_714_521_600;
@@ -163,43 +163,11 @@ impl Run {
 
 // ───────────────────────────── reading what a run wrote ─────────────────────────────
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Counts {
-    lines: u64,
-    counted: u64,
-    duplicates: u64,
-    late: u64,
-    rejected: u64,
-}
-
-fn summary(out: &Path) -> Value {
-    let p = out.join("_summary.json");
-    let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", p.display()))
-}
-
 /// The summary's buckets; asserts `lines = counted + duplicates + late + rejected` and that
 /// `rejected_by_reason` adds up to `rejected`.
 fn counts(out: &Path) -> Counts {
     let s = summary(out);
-    let get = |k: &str| {
-        s.get(k)
-            .and_then(Value::as_u64)
-            .unwrap_or_else(|| panic!("_summary.json has no unsigned `{k}`: {s}"))
-    };
-    let c = Counts {
-        lines: get("lines"),
-        counted: get("counted"),
-        duplicates: get("duplicates"),
-        late: get("late"),
-        rejected: get("rejected"),
-    };
-    assert_eq!(
-        c.lines,
-        c.counted + c.duplicates + c.late + c.rejected,
-        "lines = counted + duplicates + late + rejected does not hold: {c:?}"
-    );
+    let c = common::balanced_counts(out);
     let by_reason: u64 = reasons(out).values().sum();
     assert_eq!(
         by_reason, c.rejected,

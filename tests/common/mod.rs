@@ -356,6 +356,17 @@ pub fn read_summary(out: &Path) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", p.display()))
 }
 
+/// The buckets of `OUT/_summary.json`; asserts `lines = counted + duplicates + late + rejected`.
+pub fn balanced_counts(out: &Path) -> Counts {
+    let c = counts_of(&read_summary(out));
+    assert_eq!(
+        c.lines,
+        c.counted + c.duplicates + c.late + c.rejected,
+        "lines = counted + duplicates + late + rejected does not hold: {c:?}"
+    );
+    c
+}
+
 pub fn counts_of(summary: &serde_json::Value) -> Counts {
     let get = |k: &str| {
         summary
