@@ -63,33 +63,13 @@ fn diff_in(dir: &Path, args: &[&str]) -> Diff {
     }
 }
 
-fn snapshot(name: &str, text: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(format!("{name}.txt"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        fs::write(&path, text).unwrap();
-        return;
-    }
-    let expected = fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
-            path.display()
-        )
-    });
-    assert_eq!(
-        text, expected,
-        "{name} changed; if on purpose, run with UPDATE_SNAPSHOTS=1"
-    );
-}
-
 #[test]
 fn two_runs_at_different_threads_are_equal() {
     let dir = sample_runs();
     let d = diff_in(dir, &["a", "b"]);
     assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
     assert!(d.stdout.contains("result: EQUAL"), "{}", d.stdout);
-    snapshot("diff_equal", &d.stdout);
+    common::assert_snapshot("diff_equal.txt", &d.stdout);
     // a glob of part files reads the same
     let d = diff_in(dir, &["a/part-*.parquet", "b"]);
     assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
@@ -157,7 +137,7 @@ fn one_changed_value_is_reported_as_exactly_that_row() {
         copy_with_one_change(&dir.join("a"), &dir.join("c"), 1234);
     let d = diff_in(dir, &["a", "c", "--out", "diff.parquet"]);
     assert_eq!(d.code, Some(1), "{}{}", d.stdout, d.stderr);
-    snapshot("diff_one_changed", &d.stdout);
+    common::assert_snapshot("diff_one_changed.txt", &d.stdout);
     assert!(
         d.stdout
             .contains("result: NOT EQUAL: 1 different, 0 only in expected, 0 only in actual"),
@@ -278,7 +258,7 @@ fn a_csv_production_export_matches_through_map_and_set() {
     assert!(n > 100, "{n}");
     let d = diff_in(dir, &["export.csv", "a", "--map", MAP, "--set", SET]);
     assert_eq!(d.code, Some(0), "{}{}", d.stdout, d.stderr);
-    snapshot("diff_csv_export", &d.stdout);
+    common::assert_snapshot("diff_csv_export.txt", &d.stdout);
     assert!(
         d.stdout
             .contains(&format!("result: EQUAL: all {n} rows match")),

@@ -26,26 +26,6 @@ fn explain(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-fn snapshot(name: &str, text: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(format!("{name}.txt"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        fs::write(&path, text).unwrap();
-        return;
-    }
-    let expected = fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
-            path.display()
-        )
-    });
-    assert_eq!(
-        text, expected,
-        "{name} changed; if on purpose, run with UPDATE_SNAPSHOTS=1"
-    );
-}
-
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -65,7 +45,7 @@ fn the_config_in_plain_words() {
     ] {
         assert!(out.contains(f), "missing {f:?} in\n{out}");
     }
-    snapshot("explain_config", &out);
+    common::assert_snapshot("explain_config.txt", &out);
 }
 
 #[test]
@@ -86,7 +66,7 @@ fn the_bundled_sample_measured_and_estimated() {
     let end = out
         .find("\nengine on the sample")
         .expect("an engine section");
-    snapshot("explain_sample", &out[start..end]);
+    common::assert_snapshot("explain_sample.txt", &out[start..end]);
     assert!(
         out.contains("sample: the first 100000 lines (the whole input)"),
         "{out}"

@@ -186,8 +186,8 @@ fn the_default_chart_plots_the_busiest_event_types_totals_in_the_first_window() 
     svg.assert_line(0, &want);
     let text = fs::read_to_string(dir.join("default.svg")).unwrap();
     assert!(text.contains("window start (UTC)") && text.contains("unique users"));
-    snapshot("plot_default.svg", &text);
-    snapshot("plot_default_message.txt", &msg);
+    common::assert_snapshot("plot_default.svg", &text);
+    common::assert_snapshot("plot_default_message.txt", &msg);
 }
 
 #[test]
@@ -315,26 +315,6 @@ fn selections_that_match_nothing_exit_2_and_say_what_there_is() {
     let (code, msg) = plot(&["out", "--value", "x"]);
     assert_eq!(code, Some(2), "{msg}");
     assert!(msg.contains("--dimension"), "{msg}");
-}
-
-fn snapshot(name: &str, text: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(name);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        fs::write(&path, text).unwrap();
-        return;
-    }
-    let expected = fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
-            path.display()
-        )
-    });
-    assert_eq!(
-        text, expected,
-        "{name} changed; if on purpose, run with UPDATE_SNAPSHOTS=1"
-    );
 }
 
 /// Copies `from`'s part files to `to` with every row's `metric` column set to `metric`, as a

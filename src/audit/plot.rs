@@ -90,19 +90,12 @@ impl Rows {
 }
 
 pub fn plot(opts: &PlotOptions) -> Result<Chart> {
-    let wanted: Vec<(String, Role)> = [
-        ("metric", Role::Key),
-        ("event_type", Role::Key),
-        ("dimension", Role::Key),
-        ("value", Role::Key),
-        ("window", Role::Key),
-        ("window_start", Role::Time),
-        ("unique_users", Role::Count),
-        ("events", Role::Count),
-    ]
-    .iter()
-    .map(|(c, r)| (c.to_string(), *r))
-    .collect();
+    // The result columns `diff` reads, but the end of a window (the chart's x is its start).
+    let wanted: Vec<(String, Role)> = super::diff::COLUMNS
+        .iter()
+        .filter(|(c, _)| *c != "window_end")
+        .map(|(c, r)| (c.to_string(), *r))
+        .collect();
     let mut interner = Interner::default();
     let src = load(&opts.source, &wanted, &mut interner)?;
     for c in ["event_type", "window", "window_start", "unique_users"] {

@@ -597,6 +597,28 @@ pub fn run_case_raw(
     (o, s)
 }
 
+/// Compares `text` with `tests/snapshots/FILE`; with `UPDATE_SNAPSHOTS=1` set, writes it instead.
+#[track_caller]
+pub fn assert_snapshot(file: &str, text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(file);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        fs::write(&path, text).unwrap();
+        return;
+    }
+    let expected = fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
+            path.display()
+        )
+    });
+    assert_eq!(
+        text, expected,
+        "{file} changed; if on purpose, run with UPDATE_SNAPSHOTS=1"
+    );
+}
+
 /// `lines` as bytes: each string plus `\n`.
 pub fn ndjson(lines: &[&str]) -> Vec<u8> {
     let mut v = Vec::new();
