@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"ABACUSCK";
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 const HEADER: usize = 8 + 4 + 4 + 8 + 8 + 8;
 const KEEP: usize = 2;
 

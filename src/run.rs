@@ -124,6 +124,9 @@ struct Routed {
     nkeys: u32,
     line_len: u32,
     line_off: usize,
+    /// The event's attribution hits in the bucket's `hits`.
+    hits_at: u32,
+    nhits: u32,
 }
 
 #[derive(Default)]
@@ -132,6 +135,9 @@ struct Bucket {
     keys: Vec<u64>,
     /// Parallel to `keys` when some metric has `min_sum` (else empty): each key's amount.
     amounts: Vec<i64>,
+    /// Attribution hits (empty without attribution metrics) and their dimension value hashes.
+    hits: Vec<crate::metrics::attribution::Hit>,
+    hit_vals: Vec<Option<u64>>,
 }
 
 struct Rejected {
@@ -161,6 +167,8 @@ impl Piece {
             b.events.clear();
             b.keys.clear();
             b.amounts.clear();
+            b.hits.clear();
+            b.hit_vals.clear();
         }
         self.times.clear();
         self.rejects.clear();
@@ -187,7 +195,19 @@ impl Piece {
             match self.parser.parse(line, &mut self.keys) {
                 Ok(event) => {
                     let bucket = &mut self.buckets[partition_of(event.user, parts)];
+                    let (hits, vals) = self.parser.hits();
+                    let hits_at = bucket.hits.len() as u32;
+                    if !hits.is_empty() {
+                        let base = bucket.hit_vals.len() as u32;
+                        bucket.hits.extend(hits.iter().map(|h| crate::metrics::attribution::Hit {
+                            vals_at: h.vals_at + base,
+                            ..*h
+                        }));
+                        bucket.hit_vals.extend_from_slice(vals);
+                    }
                     bucket.events.push(Routed {
+                        hits_at,
+                        nhits: hits.len() as u32,
                         event,
                         seq: accepted,
                         keys_at: bucket.keys.len() as u32,
@@ -259,11 +279,18 @@ impl Partition {
                 |j| {
                     let r = &bucket.events[j];
                     let amounts = bucket.amounts.get(keys_of(r)).unwrap_or(&[]);
+                    let hits = r.hits_at as usize..(r.hits_at + r.nhits) as usize;
+                    let attr = crate::state::AttrHits {
+                        hits: &bucket.hits[hits],
+                        vals: &bucket.hit_vals,
+                        line: &buf[r.line_off..r.line_off + r.line_len as usize],
+                    };
                     (
                         &r.event,
                         &bucket.keys[keys_of(r)],
                         &ids[keys_of(r)],
                         amounts,
+                        attr,
                     )
                 },
                 |j| {

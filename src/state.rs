@@ -21,6 +21,7 @@ use crate::dedup::{Dedup, Seen};
 use crate::entries::EntryTable;
 pub use crate::entries::PaneSet;
 use crate::error::Result;
+use crate::metrics::attribution::{Credit, Hit, Journeys};
 use crate::metrics::threshold::{self, Rule, Thresholds};
 use crate::parse::{Event, KeyStrings, Parser};
 use crate::timefmt::Millis;
@@ -30,6 +31,15 @@ use crate::window::Windows;
 /// enough to overlap several cache misses, few enough that the lines are still in L1/L2 when the
 /// event is applied (4 to 16 measured the same on this workload).
 pub const PREFETCH_AHEAD: usize = 8;
+
+/// An event's attribution hits (see `metrics::attribution`), their dimension value hashes, and
+/// its line (read only when a journey meets one of its strings for the first time).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttrHits<'e> {
+    pub hits: &'e [Hit],
+    pub vals: &'e [Option<u64>],
+    pub line: &'e [u8],
+}
 
 /// What became of an accepted event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +300,12 @@ pub struct PartitionState {
     kinds: Vec<MetricKind>,
     /// Per-(user, key) counters of the threshold metrics.
     thresholds: Thresholds,
+    /// Per-user A's and B's of the attribution metrics.
+    journeys: Journeys,
+    /// The last firing's attribution credits (kept to reuse the allocation).
+    credits: Vec<Credit>,
+    /// Keys allocated since the last `free_idle_keys`.
+    allocated: usize,
     parser: Parser,
 }
 
@@ -307,6 +323,9 @@ impl PartitionState {
         PartitionState {
             kinds: parser.metric_kinds(),
             thresholds: Thresholds::default(),
+            journeys: Journeys::new(parser.attribution_plans(windows.specs.len()), windows),
+            credits: Vec::new(),
+            allocated: 0,
             windows: windows.clone(),
             groups,
             horizon: vec![i64::MIN; windows.specs.len()],
@@ -331,7 +350,7 @@ impl PartitionState {
         for (id, &kh) in ids.iter_mut().zip(&keys[..n]) {
             *id = self.key_id(kh, line);
         }
-        self.apply_resolved(ev, &keys[..n], &ids[..n], &[], wm)
+        self.apply_resolved(ev, &keys[..n], &ids[..n], &[], AttrHits::default(), wm)
     }
 
     #[inline]
@@ -362,9 +381,10 @@ impl PartitionState {
         keys: &[u64],
         ids: &[u32],
         amounts: &[i64],
+        attr: AttrHits<'_>,
         wm: Millis,
     ) -> Outcome {
-        let late = self.windows.is_late(ev.time, wm);
+        let late = self.windows.is_late(ev.time, wm) || (wm != Millis::MIN && wm >= ev.late_at);
         // Duplicate detection comes first; a late event is not recorded (one map lookup either way).
         if let Some(d) = ev.dedup
             && self.dedup.observe(d, ev.time, wm, !late) == Seen::Duplicate
@@ -375,7 +395,24 @@ impl PartitionState {
             return Outcome::Late;
         }
         self.count(ids, keys, amounts, ev);
+        if !attr.hits.is_empty() {
+            self.observe_journeys(ev, attr);
+        }
         Outcome::Counted
+    }
+
+    /// A counted event's part in the attribution metrics: an A or B of the user's journeys.
+    #[cold]
+    fn observe_journeys(&mut self, ev: &Event, attr: AttrHits<'_>) {
+        for hit in attr.hits {
+            let nd = self.journeys.plans[hit.plan as usize].dims.len();
+            let at = hit.vals_at as usize;
+            let vals = attr.vals.get(at..at + nd).unwrap_or(&[]);
+            let parser = &mut self.parser;
+            self.journeys.observe(ev.user, ev.time, hit, vals, || {
+                parser.describe_hit(attr.line, hit.plan)
+            });
+        }
     }
 
     /// Applies `n` events in stream order, each already [`resolve`](Self::resolve)d, prefetching
@@ -386,21 +423,21 @@ impl PartitionState {
     pub fn apply_in_order<'e>(
         &mut self,
         n: usize,
-        event: impl Fn(usize) -> (&'e Event, &'e [u64], &'e [u32], &'e [i64]),
+        event: impl Fn(usize) -> (&'e Event, &'e [u64], &'e [u32], &'e [i64], AttrHits<'e>),
         mut wm: impl FnMut(usize) -> Millis,
         mut outcome: impl FnMut(usize, Outcome),
     ) {
         for j in 0..n.min(PREFETCH_AHEAD) {
-            let (ev, keys, ids, _) = event(j);
+            let (ev, keys, ids, _, _) = event(j);
             self.prefetch(ev, keys, ids);
         }
         for j in 0..n {
             if j + PREFETCH_AHEAD < n {
-                let (ev, keys, ids, _) = event(j + PREFETCH_AHEAD);
+                let (ev, keys, ids, _, _) = event(j + PREFETCH_AHEAD);
                 self.prefetch(ev, keys, ids);
             }
-            let (ev, keys, ids, amounts) = event(j);
-            let o = self.apply_resolved(ev, keys, ids, amounts, wm(j));
+            let (ev, keys, ids, amounts, attr) = event(j);
+            let o = self.apply_resolved(ev, keys, ids, amounts, attr, wm(j));
             outcome(j, o);
         }
     }
@@ -598,17 +635,22 @@ impl PartitionState {
     /// input), appending this partition's counts to `out`, and frees what no open window needs.
     pub fn fire(&mut self, wm: Option<Millis>, out: &mut Vec<Fired>) {
         let mut advanced = false;
+        let credited = self.credit_journeys(wm);
         for (s, spec) in self.windows.specs.iter().enumerate() {
             let h = match wm {
                 Some(wm) => spec.horizon(wm, self.windows.lateness),
                 None => i64::MAX,
             };
             let fired = self.horizon[s];
-            if h <= fired {
+            let forced = credited >> s.min(63) & 1 == 1;
+            if h <= fired && !forced {
                 continue;
             }
-            self.horizon[s] = h;
-            advanced = true;
+            let h = h.max(fired);
+            if h > fired {
+                self.horizon[s] = h;
+                advanced = true;
+            }
             let n = spec.panes();
             let keys = &mut self.keys;
             self.pending[s].retain(|&key| {
@@ -671,6 +713,46 @@ impl PartitionState {
         if advanced {
             self.dedup.prune(wm.unwrap_or(Millis::MAX));
         }
+    }
+
+    /// Adds the attribution credits of the windows `wm` closes to their keys' counters (which the
+    /// firing then emits like a threshold metric's); returns a bit per spec that got credits.
+    fn credit_journeys(&mut self, wm: Option<Millis>) -> u64 {
+        if self.journeys.is_empty() {
+            return 0;
+        }
+        let mut credits = std::mem::take(&mut self.credits);
+        credits.clear();
+        self.journeys.fire(wm, &mut credits);
+        let mut specs = 0u64;
+        for c in &credits {
+            let key = match self.key_ids.get(&c.hash) {
+                Some(&k) => k,
+                None => {
+                    self.allocated += 1;
+                    let strings = self.journeys.key_strings(c);
+                    let nspecs = self.windows.specs.len();
+                    self.alloc_key(c.hash, strings, nspecs)
+                }
+            };
+            let lane = self.keys[key as usize].lane_mut(c.spec as usize);
+            if lane.is_empty() {
+                self.pending[c.spec as usize].push(key);
+            }
+            let cell = lane.cell(c.window);
+            cell.add += 1;
+            cell.events += c.events;
+            specs |= 1 << u32::from(c.spec).min(63);
+        }
+        self.journeys.release_deferred();
+        self.credits = credits;
+        // Attribution keys hold no per-user references: they are free once fired. Freeing scans
+        // every key, so it waits until the table grew by half.
+        if self.allocated > 4096 + self.live_keys() / 2 {
+            self.allocated = 0;
+            self.free_idle_keys();
+        }
+        specs
     }
 
     /// Drops the (user, key) entries whose panes all belong to fired windows only.
@@ -739,6 +821,7 @@ impl PartitionState {
                 .sum::<usize>()
             + self.dedup.heap_bytes()
             + self.thresholds.heap_bytes()
+            + self.journeys.heap_bytes()
     }
 
     pub fn dimension_name(&self, i: u16) -> &str {
@@ -1238,11 +1321,22 @@ pub fn encode_partitions<'a>(
     }
     let dedups: usize = parts.clone().map(|p| p.dedup.len()).sum();
     w.u64(dedups as u64);
-    for p in parts {
+    for p in parts.clone() {
         for (k, exp) in p.dedup.entries() {
             w.u64(k);
             w.i64(exp);
         }
+    }
+    // Attribution journeys: the plans' horizons (the same in every partition), then per user.
+    w.u64(first.journeys.horizon.len() as u64);
+    for hs in &first.journeys.horizon {
+        for &h in hs {
+            w.i64(h);
+        }
+    }
+    w.u64(parts.clone().map(|p| p.journeys.len()).sum::<usize>() as u64);
+    for p in parts {
+        p.journeys.encode(w);
     }
 }
 
@@ -1378,7 +1472,28 @@ pub fn decode_partitions(
         let exp = r.i64()?;
         parts[partition_of(k, n)].dedup.insert_raw(k, exp);
     }
+    if r.u64()? as usize != first_plans(parts) {
+        return Err(mismatch());
+    }
+    let mut horizons = vec![vec![0i64; nspecs]; first_plans(parts)];
+    for hs in &mut horizons {
+        for h in hs.iter_mut() {
+            *h = r.i64()?;
+        }
+    }
+    for p in parts.iter_mut() {
+        p.journeys.horizon.clone_from(&horizons);
+    }
+    let journeys = r.len(20)?;
+    for _ in 0..journeys {
+        let user = r.u64()?;
+        parts[partition_of(user, n)].journeys.decode(user, r)?;
+    }
     Ok(())
+}
+
+fn first_plans(parts: &[PartitionState]) -> usize {
+    parts.first().map_or(0, |p| p.journeys.plans.len())
 }
 
 #[cfg(test)]

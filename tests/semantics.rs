@@ -1579,3 +1579,357 @@ fn bad_metric_configs_are_refused_with_file_line_and_column() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// attribution metrics ("did B after A, within T")
+
+const DAILY: &str = "\n[[windows]]\nname = \"daily\"\nsize = \"1d\"\n";
+
+/// Campaign `c` on the anchors; `open` events are the A's, `buy` events the B's; daily windows;
+/// the watermark is the largest time so far; `lateness` is `allowed_lateness`; `keys` are the
+/// attribution metric `m`'s keys beyond `after`, `filter` and `name`.
+fn attr_cfg(keys: &str, lateness: &str) -> String {
+    format!(
+        "{FIELDS}{WM_MAX_EVERY_EVENT}allowed_lateness = \"{lateness}\"\n\n[[dimensions]]\nname = \"campaign\"\nfield = \"c\"\n{DAILY}\n[[filters]]\nname = \"opened\"\nwhere = [{{ field = \"e\", eq = \"open\" }}]\n\n[[filters]]\nname = \"bought\"\nwhere = [{{ field = \"e\", eq = \"buy\" }}]\n\n[[metrics]]\nname = \"m\"\nafter = \"opened\"\nfilter = \"bought\"\n{keys}\n"
+    )
+}
+
+fn open(u: &str, t: i64, c: &str) -> String {
+    if c.is_empty() {
+        ev(u, t, "open")
+    } else {
+        evx(u, t, "open", &format!(r#","c":"{c}""#))
+    }
+}
+
+fn a_total(day: i64, u: u64, e: u64) -> Row {
+    total("buy", "daily", day, day + DAY, u, e).metric("m")
+}
+
+fn a_dim(value: &str, day: i64, u: u64, e: u64) -> Row {
+    dim("buy", "campaign", value, "daily", day, day + DAY, u, e).metric("m")
+}
+
+#[test]
+fn attribution_needs_b_strictly_after_a_and_within() {
+    let cfg = attr_cfg("within = \"1h\"", "unbounded");
+    let input = lines(&[
+        ev("a", T0 + H, "buy"), // a: B before its A → not counted
+        open("a", T0 + 2 * H, "X"),
+        open("b", T0 + 3 * H, "X"),
+        ev("b", T0 + 3 * H, "buy"), // b: at the same time → not after
+        open("c", T0 + 4 * H, "X"),
+        ev("c", T0 + 5 * H, "buy"), // c: exactly `within` later → counts
+        open("d", T0 + 6 * H, "X"),
+        ev("d", T0 + 7 * H + 1, "buy"), // d: 1 ms past `within` → not counted
+    ]);
+    let out = run_case(&cfg, &input);
+    check(
+        &out,
+        vec![a_total(T0, 1, 1), a_dim("X", T0, 1, 1)],
+        counts(8, 8, 0, 0, 0),
+    );
+}
+
+#[test]
+fn an_event_that_is_both_a_and_b_never_follows_itself() {
+    // One filter for both roles: every event is an A and a B.
+    let cfg = attr_cfg("within = \"1h\"", "unbounded").replace(
+        "filter = \"bought\"",
+        "filter = \"opened\"",
+    );
+    let input = lines(&[open("a", T0, "X"), open("b", T0, "X"), open("b", T0 + MIN, "Y")]);
+    let out = run_case(&cfg, &input);
+    // a: its only event follows nothing. b: the second open follows the first (credited to X).
+    let rows = vec![
+        total("open", "daily", T0, T0 + DAY, 1, 1).metric("m"),
+        dim("open", "campaign", "X", "daily", T0, T0 + DAY, 1, 1).metric("m"),
+    ];
+    check(&out, rows, counts(3, 3, 0, 0, 0));
+}
+
+/// A 1:00 (X), A 1:30 (Y), B 1:45, B 2:15, `within = "1h"`.
+fn two_anchors_two_conversions() -> Vec<u8> {
+    lines(&[
+        open("a", T0 + H, "X"),
+        open("a", T0 + 90 * MIN, "Y"),
+        ev("a", T0 + 105 * MIN, "buy"),
+        ev("a", T0 + 135 * MIN, "buy"),
+    ])
+}
+
+#[test]
+fn last_first_and_any_touch_credit() {
+    let input = two_anchors_two_conversions();
+    let run = |mode: &str| {
+        run_case(
+            &attr_cfg(
+                &format!("within = \"1h\"\nattribution = \"{mode}\""),
+                "unbounded",
+            ),
+            &input,
+        )
+    };
+    // last: B 1:45 → Y (1:30), B 2:15 → Y (its lookback [1:15, 2:15) holds Y only).
+    check(
+        &run("last_touch"),
+        vec![a_total(T0, 1, 2), a_dim("Y", T0, 1, 2)],
+        counts(4, 4, 0, 0, 0),
+    );
+    // first: B 1:45 → X (1:00), B 2:15 → Y.
+    check(
+        &run("first_touch"),
+        vec![a_total(T0, 1, 2), a_dim("X", T0, 1, 1), a_dim("Y", T0, 1, 1)],
+        counts(4, 4, 0, 0, 0),
+    );
+    // any: B 1:45 → X and Y, B 2:15 → Y; the total row counts each B once.
+    check(
+        &run("any_touch"),
+        vec![a_total(T0, 1, 2), a_dim("X", T0, 1, 1), a_dim("Y", T0, 1, 2)],
+        counts(4, 4, 0, 0, 0),
+    );
+    // The default is last touch.
+    let default = run_case(&attr_cfg("within = \"1h\"", "unbounded"), &input);
+    assert_eq!(default.rows, run("last_touch").rows);
+}
+
+#[test]
+fn an_anchor_without_the_dimension_credits_the_total_row_only() {
+    let cfg = attr_cfg("within = \"1h\"", "unbounded");
+    let input = lines(&[open("a", T0, ""), ev("a", T0 + MIN, "buy")]);
+    check(
+        &run_case(&cfg, &input),
+        vec![a_total(T0, 1, 1)],
+        counts(2, 2, 0, 0, 0),
+    );
+}
+
+#[test]
+fn ties_between_anchors_at_one_time_go_to_the_smallest_tuple() {
+    for mode in ["last_touch", "first_touch"] {
+        let cfg = attr_cfg(
+            &format!("within = \"1h\"\nattribution = \"{mode}\""),
+            "unbounded",
+        );
+        // b < c in byte order, and an absent value comes before any value.
+        let abc = lines(&[
+            open("a", T0, "c"),
+            open("a", T0, "b"),
+            ev("a", T0 + MIN, "buy"),
+            open("z", T0, "b"),
+            open("z", T0, ""),
+            ev("z", T0 + MIN, "buy"),
+        ]);
+        check(
+            &run_case(&cfg, &abc),
+            vec![a_total(T0, 2, 2), a_dim("b", T0, 1, 1)],
+            counts(6, 6, 0, 0, 0),
+        );
+    }
+}
+
+#[test]
+fn window_on_anchor_or_conversion_across_midnight() {
+    // A at 23:30 on day 0, B at 00:30 on day 1.
+    let input = lines(&[open("a", T0 - 30 * MIN, "X"), ev("a", T0 + 30 * MIN, "buy")]);
+    let day0 = T0 - DAY;
+    let anchor = run_case(&attr_cfg("within = \"1h\"", "unbounded"), &input);
+    check(
+        &anchor,
+        vec![a_total(day0, 1, 1), a_dim("X", day0, 1, 1)],
+        counts(2, 2, 0, 0, 0),
+    );
+    let conv = run_case(
+        &attr_cfg("within = \"1h\"\nwindow_on = \"conversion\"", "unbounded"),
+        &input,
+    );
+    check(
+        &conv,
+        vec![a_total(T0, 1, 1), a_dim("X", T0, 1, 1)],
+        counts(2, 2, 0, 0, 0),
+    );
+}
+
+#[test]
+fn a_b_is_credited_to_the_previous_days_anchor_window() {
+    // "Read yesterday": A at 10:00 on day 0, B at 09:00 on day 1, within 1d, finite lateness:
+    // the day-0 cell must stay open until the B can no longer arrive.
+    let cfg = attr_cfg("within = \"1d\"", "1h");
+    let input = lines(&[
+        open("a", T0 + 10 * H, "X"),
+        ev("b", T0 + 20 * H, "other"),
+        ev("a", T0 + DAY + 9 * H, "buy"),
+        ev("b", T0 + 3 * DAY, "other"), // moves the watermark past every firing
+    ]);
+    check(
+        &run_case(&cfg, &input),
+        vec![a_total(T0, 1, 1), a_dim("X", T0, 1, 1)],
+        counts(4, 4, 0, 0, 0),
+    );
+}
+
+#[test]
+fn an_anchor_after_its_conversion_within_lateness_gives_the_in_order_rows() {
+    let cfg = attr_cfg("within = \"1h\"", "2h");
+    let in_order = lines(&[
+        open("a", T0 + H, "X"),
+        open("a", T0 + 90 * MIN, "Y"),
+        ev("a", T0 + 105 * MIN, "buy"),
+        ev("b", T0 + 2 * H, "other"),
+        ev("b", T0 + 3 * DAY, "other"),
+    ]);
+    // The same events, but Y's open arrives after the B and after the watermark passed both.
+    let shuffled = lines(&[
+        open("a", T0 + H, "X"),
+        ev("a", T0 + 105 * MIN, "buy"),
+        ev("b", T0 + 2 * H, "other"),
+        open("a", T0 + 90 * MIN, "Y"),
+        ev("b", T0 + 3 * DAY, "other"),
+    ]);
+    let a = run_case(&cfg, &in_order);
+    let b = run_case(&cfg, &shuffled);
+    check(
+        &a,
+        vec![a_total(T0, 1, 1), a_dim("Y", T0, 1, 1)],
+        counts(5, 5, 0, 0, 0),
+    );
+    assert_eq!(a.rows, b.rows);
+    assert_eq!(a.counts, b.counts);
+}
+
+#[test]
+fn a_late_anchor_counts_nowhere_and_credits_nothing() {
+    // allowed_lateness 1h, within 1h, daily windows. An A at 00:30 on day 1 is late (last touch)
+    // from wm ≥ E(23:30:00.001 day 0) + 1h + 1h = 02:00 on day 1.
+    let cfg = attr_cfg("within = \"1h\"", "1h");
+    let input = lines(&[
+        ev("b", T0 + DAY + 2 * H, "other"), // wm = 02:00 day 1
+        open("a", T0 + DAY + 30 * MIN, "X"), // late
+        ev("a", T0 + DAY + 2 * H + MIN, "buy"),
+    ]);
+    let out = run_case(&cfg, &input);
+    check(&out, vec![], counts(3, 2, 0, 1, 0));
+    // One millisecond less of watermark and the A is on time; its B, exactly `within` later, counts.
+    let input = lines(&[
+        ev("b", T0 + DAY + 2 * H - 1, "other"),
+        open("a", T0 + DAY + 30 * MIN, "X"),
+        ev("a", T0 + DAY + 90 * MIN, "buy"),
+    ]);
+    let day1 = T0 + DAY;
+    check(
+        &run_case(&cfg, &input),
+        vec![a_total(day1, 1, 1), a_dim("X", day1, 1, 1)],
+        counts(3, 3, 0, 0, 0),
+    );
+}
+
+#[test]
+fn a_possible_b_is_late_sooner_than_other_events() {
+    // A B at 00:30 on day 1 could be credited to an A at 23:30 on day 0, whose cell fires at
+    // wm ≥ 00:00 + within 1h + lateness 1h = 02:00 on day 1: from then the B is late, while any
+    // other event at 00:30 stays on time until the day-1 window's own end + 1h.
+    let cfg = attr_cfg("within = \"1h\"", "1h").replace(
+        "[[metrics]]\nname = \"m\"",
+        "[[metrics]]\nname = \"plain\"\n\n[[metrics]]\nname = \"m\"",
+    );
+    let input = lines(&[
+        open("a", T0 + DAY - 20 * MIN, "X"),
+        ev("b", T0 + DAY + 2 * H, "other"),  // wm = 02:00 day 1
+        ev("a", T0 + DAY + 30 * MIN, "buy"), // late: a possible B
+        ev("c", T0 + DAY + 30 * MIN, "x"),   // on time: not a B of any attribution metric
+    ]);
+    let out = run_case(&cfg, &input);
+    let day0 = T0;
+    let day1 = T0 + DAY;
+    let plain = |et: &str, day: i64, c: Option<&str>| match c {
+        None => total(et, "daily", day, day + DAY, 1, 1).metric("plain"),
+        Some(v) => dim(et, "campaign", v, "daily", day, day + DAY, 1, 1).metric("plain"),
+    };
+    check(
+        &out,
+        vec![
+            plain("open", day0, None),
+            plain("open", day0, Some("X")),
+            plain("other", day1, None),
+            plain("x", day1, None),
+        ],
+        counts(4, 3, 0, 1, 0),
+    );
+    // A first-touch A at 00:30 is not late under the same watermark: it can only change its
+    // own window's cell.
+    let cfg = attr_cfg("within = \"1h\"\nattribution = \"first_touch\"", "1h");
+    let input = lines(&[
+        ev("b", T0 + DAY + 2 * H, "other"),
+        open("a", T0 + DAY + 30 * MIN, "X"), // on time
+        ev("a", T0 + DAY + 80 * MIN, "buy"), // on time (lookback from 00:20), credited to X
+        ev("a", T0 + DAY + 50 * MIN, "buy"), // late: a possible B whose lookback reaches day 0
+    ]);
+    check(
+        &run_case(&cfg, &input),
+        vec![a_total(day1, 1, 1), a_dim("X", day1, 1, 1)],
+        counts(4, 3, 0, 1, 0),
+    );
+}
+
+#[test]
+fn a_threshold_reached_only_via_two_anchors() {
+    // A 1:00 (X), B 1:20, A 1:30 (Y), B 1:50; min_count = 2.
+    let input = lines(&[
+        open("a", T0 + H, "X"),
+        ev("a", T0 + 80 * MIN, "buy"),
+        open("a", T0 + 90 * MIN, "Y"),
+        ev("a", T0 + 110 * MIN, "buy"),
+    ]);
+    let run = |mode: &str| {
+        run_case(
+            &attr_cfg(
+                &format!("within = \"1h\"\nattribution = \"{mode}\"\nmin_count = 2"),
+                "unbounded",
+            ),
+            &input,
+        )
+    };
+    // last touch: B 1:20 → X, B 1:50 → Y: one each, so only the total row reaches 2.
+    check(
+        &run("last_touch"),
+        vec![a_total(T0, 1, 2)],
+        counts(4, 4, 0, 0, 0),
+    );
+    // any touch: B 1:50 is credited to X as well, so X reaches 2.
+    check(
+        &run("any_touch"),
+        vec![a_total(T0, 1, 2), a_dim("X", T0, 1, 2)],
+        counts(4, 4, 0, 0, 0),
+    );
+}
+
+#[test]
+fn attribution_config_mistakes_are_refused() {
+    let base = attr_cfg("within = \"1h\"", "unbounded");
+    let cases = [
+        (base.replace("within = \"1h\"\n", ""), "needs `within`"),
+        (base.replace("within = \"1h\"", "within = \"0s\""), "positive duration"),
+        (
+            base.replace("after = \"opened\"", "after = \"nope\""),
+            "no `[[filters]]` named `nope`",
+        ),
+        (
+            base.replace("within = \"1h\"", "within = \"1h\"\nattribution = \"middle\""),
+            "last_touch, first_touch, any_touch",
+        ),
+        (
+            base.replace("within = \"1h\"", "within = \"1h\"\nwindow_on = \"noon\""),
+            "anchor, conversion",
+        ),
+        (
+            base.replace("after = \"opened\"\n", ""),
+            "only an attribution metric",
+        ),
+    ];
+    for (cfg, want) in cases {
+        let (o, _s) = run_case_raw(&cfg, &lines(&[ev("a", T0, "x")]), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{cfg}: {err}");
+        assert!(err.contains(want), "wanted `{want}` in: {err}");
+    }
+}

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::filter::{Clause, Filter, Num, Op, Scalar};
-use super::{MetricSpec, Threshold};
+use super::{Attribution, MetricSpec, Threshold, Touch, WindowOn};
 use crate::error::{Error, Result};
 use crate::parse::path::FieldPath;
 
@@ -47,6 +47,10 @@ pub(crate) struct RawMetric {
     by_type: Option<bool>,
     min_count: Option<Spanned<i64>>,
     min_sum: Option<Spanned<RawMinSum>>,
+    after: Option<Spanned<String>>,
+    within: Option<Spanned<String>>,
+    attribution: Option<Spanned<String>>,
+    window_on: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -243,6 +247,88 @@ fn subset(
     Ok(out)
 }
 
+fn filter_index(f: &Spanned<String>, names: &Names, key: &str, at: At) -> Result<usize> {
+    names
+        .filters
+        .iter()
+        .position(|x| x.name == *f.get_ref())
+        .ok_or_else(|| {
+            at(
+                f.span(),
+                key,
+                format!("no `[[filters]]` named `{}`", f.get_ref()),
+            )
+        })
+}
+
+/// `after`, `within`, `attribution`, `window_on`: an attribution metric, or none of them.
+fn attribution(m: &RawMetric, names: &Names, key: &str, at: At) -> Result<Option<Attribution>> {
+    let Some(after) = &m.after else {
+        for (name, v) in [
+            ("within", &m.within),
+            ("attribution", &m.attribution),
+            ("window_on", &m.window_on),
+        ] {
+            if let Some(v) = v {
+                return Err(at(
+                    v.span(),
+                    &format!("{key}.{name}"),
+                    "only an attribution metric takes this: add `after = \"FILTER\"` (the anchor events)"
+                        .into(),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let after_filter = filter_index(after, names, &format!("{key}.after"), at)?;
+    let Some(w) = &m.within else {
+        return Err(at(
+            after.span(),
+            &format!("{key}.within"),
+            "an attribution metric needs `within` (e.g. `within = \"5d\"`): how long after an anchor a conversion still counts".into(),
+        ));
+    };
+    let within = crate::timefmt::parse_duration(w.get_ref())
+        .ok()
+        .filter(|&d| d > 0)
+        .ok_or_else(|| {
+            at(
+                w.span(),
+                &format!("{key}.within"),
+                format!("`{}` is not a positive duration (e.g. \"90m\", \"5d\")", w.get_ref()),
+            )
+        })?;
+    let touch = match m.attribution.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+        None | Some(("last_touch", _)) => Touch::Last,
+        Some(("first_touch", _)) => Touch::First,
+        Some(("any_touch", _)) => Touch::Any,
+        Some((other, span)) => {
+            return Err(at(
+                span,
+                &format!("{key}.attribution"),
+                format!("`{other}` is not one of last_touch, first_touch, any_touch"),
+            ));
+        }
+    };
+    let on = match m.window_on.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+        None | Some(("anchor", _)) => WindowOn::Anchor,
+        Some(("conversion", _)) => WindowOn::Conversion,
+        Some((other, span)) => {
+            return Err(at(
+                span,
+                &format!("{key}.window_on"),
+                format!("`{other}` is not one of anchor, conversion"),
+            ));
+        }
+    };
+    Ok(Some(Attribution {
+        after: after_filter,
+        within,
+        touch,
+        on,
+    }))
+}
+
 fn threshold(m: &RawMetric, key: &str, at: At) -> Result<Threshold> {
     match (&m.min_count, &m.min_sum) {
         (Some(c), Some(_)) => Err(at(
@@ -300,19 +386,7 @@ pub(crate) fn metrics(raw: &[RawMetric], names: &Names, at: At) -> Result<Vec<Me
         }
         let filter = match &m.filter {
             None => None,
-            Some(f) => Some(
-                names
-                    .filters
-                    .iter()
-                    .position(|x| x.name == *f.get_ref())
-                    .ok_or_else(|| {
-                        at(
-                            f.span(),
-                            &format!("{key}.filter"),
-                            format!("no `[[filters]]` named `{}`", f.get_ref()),
-                        )
-                    })?,
-            ),
+            Some(f) => Some(filter_index(f, names, &format!("{key}.filter"), at)?),
         };
         let dimensions = subset(
             &m.dimensions,
@@ -343,6 +417,7 @@ pub(crate) fn metrics(raw: &[RawMetric], names: &Names, at: At) -> Result<Vec<Me
             windows: windows.iter().fold(0u64, |m, &w| m | 1 << w),
             by_type: m.by_type.unwrap_or(true),
             threshold: threshold(m, &key, at)?,
+            attribution: attribution(m, names, &key, at)?,
         });
     }
     Ok(out)

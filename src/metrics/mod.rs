@@ -14,6 +14,7 @@
 //! A config without `[[metrics]]` gets one implicit metric named [`IMPLICIT`]: every event, every
 //! dimension and window, by event type, no threshold — exactly the counting of earlier versions.
 
+pub mod attribution;
 pub(crate) mod config;
 pub mod filter;
 pub mod threshold;
@@ -46,6 +47,33 @@ pub struct MetricSpec {
     /// Group by event type (`false`: the event type column is null and all types share keys).
     pub by_type: bool,
     pub threshold: Threshold,
+    /// `after = …`: an attribution metric (see `attribution`).
+    pub attribution: Option<Attribution>,
+}
+
+/// Which anchors a conversion is credited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touch {
+    Last,
+    First,
+    Any,
+}
+
+/// Whose time picks the window of a credit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowOn {
+    Anchor,
+    Conversion,
+}
+
+/// "B after A, within T": the metric's `filter` selects the conversions B, `after` the anchors A.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attribution {
+    /// Index into `Config::filters`.
+    pub after: usize,
+    pub within: crate::timefmt::Millis,
+    pub touch: Touch,
+    pub on: WindowOn,
 }
 
 impl MetricSpec {
@@ -58,6 +86,7 @@ impl MetricSpec {
             windows: (0..windows).fold(0u64, |m, w| m | 1 << w),
             by_type: true,
             threshold: Threshold::None,
+            attribution: None,
         }
     }
 

@@ -26,7 +26,7 @@ pub enum Rule {
 
 impl Rule {
     #[inline]
-    fn met(self, events: u32, sum: i64) -> bool {
+    pub(crate) fn met(self, events: u32, sum: i64) -> bool {
         match self {
             Rule::Count(n) => events >= n,
             Rule::Sum(v) => sum >= v,

@@ -111,6 +111,9 @@ pub struct Event {
     /// Bit `i` set: fan-out key `i` is the total key of a metric without a threshold — the key
     /// whose pane sets the `same_as_total` keys after it (of the same metric) reuse.
     pub totals: u64,
+    /// The watermark from which the event is late by the attribution rules (docs/SEMANTICS.md,
+    /// "Lateness, generalised"), which depend on the filters it matches; `Millis::MAX`: never.
+    pub late_at: Millis,
 }
 
 /// The strings behind one fan-out key.
@@ -189,6 +192,32 @@ struct MetricPlan {
     kind: crate::state::MetricKind,
     /// The slot of `min_sum`'s field.
     sum: Option<usize>,
+    /// An attribution metric: its events go to the journeys, not to keys.
+    attr: Option<AttrPlan>,
+}
+
+/// What the parser needs of an attribution metric: its anchor filter and its late rule.
+struct AttrPlan {
+    /// Index among the attribution metrics.
+    plan: u16,
+    after: usize,
+    within: Millis,
+    touch: crate::metrics::Touch,
+    on: crate::metrics::WindowOn,
+    specs: Vec<crate::window::WindowSpec>,
+    lateness: Option<Millis>,
+}
+
+impl AttrPlan {
+    fn late_at(&self, t: Millis, anchor: bool, conv: bool) -> Millis {
+        crate::metrics::attribution::late_at(
+            (&self.specs, self.within, self.touch, self.on),
+            self.lateness,
+            t,
+            anchor,
+            conv,
+        )
+    }
 }
 
 /// The event-type hash of a metric with `by_type = false` (all types share its keys).
@@ -196,11 +225,27 @@ const UNTYPED: u64 = 0x5eed_0f_a11_7e5;
 
 impl MetricPlan {
     fn all(config: &Config, paths: &mut path::Paths) -> Vec<MetricPlan> {
+        let mut attributions = 0u16;
         config
             .metrics
             .iter()
             .enumerate()
             .map(|(m, spec)| MetricPlan {
+                attr: spec.attribution.map(|a| {
+                    attributions += 1;
+                    AttrPlan {
+                        plan: attributions - 1,
+                        after: a.after,
+                        within: a.within,
+                        touch: a.touch,
+                        on: a.on,
+                        specs: (0..config.windows.specs.len())
+                            .filter(|&s| spec.counts_in(s))
+                            .map(|s| config.windows.specs[s].clone())
+                            .collect(),
+                        lateness: config.windows.lateness,
+                    }
+                }),
                 filter: spec.filter,
                 dims: spec.dimensions.clone(),
                 by_type: spec.by_type,
@@ -213,6 +258,10 @@ impl MetricPlan {
                 kind: crate::state::MetricKind {
                     windows: spec.windows,
                     rule: match &spec.threshold {
+                        // An attribution metric counts every user with a credited B.
+                        crate::metrics::Threshold::None if spec.attribution.is_some() => {
+                            Some(crate::metrics::threshold::Rule::Count(1))
+                        }
                         crate::metrics::Threshold::None => None,
                         crate::metrics::Threshold::Count(n) => {
                             Some(crate::metrics::threshold::Rule::Count(*n))
@@ -279,6 +328,10 @@ pub struct Parser {
     metrics: Vec<MetricPlan>,
     /// Per dimension, the hash of the current event's value (`None`: absent).
     dim_hashes: Vec<Option<u64>>,
+    /// The attribution metrics the last parsed event is an A or a B of.
+    hits: Vec<crate::metrics::attribution::Hit>,
+    /// The hits' dimension value hashes (each hit's `vals_at` points here).
+    hit_vals: Vec<Option<u64>>,
     /// Per key of the last parsed event, the amount it adds to a `min_sum` (millionths; 0 for
     /// keys of other metrics). Filled only when some metric has `min_sum`.
     amounts: Vec<i64>,
@@ -348,6 +401,8 @@ impl Parser {
             filters,
             metrics,
             amounts: Vec::new(),
+            hits: Vec::new(),
+            hit_vals: Vec::new(),
             scratch: Vec::new(),
             escape_u: memchr::memmem::Finder::new(b"\\u"),
             lower: Vec::new(),
@@ -385,6 +440,35 @@ impl Parser {
         self.metrics.iter().map(|m| m.kind).collect()
     }
 
+    /// The attribution metrics, as the counting state needs them.
+    pub fn attribution_plans(&self, nspecs: usize) -> Vec<crate::metrics::attribution::Plan> {
+        self.metrics
+            .iter()
+            .enumerate()
+            .filter_map(|(mi, m)| {
+                let a = m.attr.as_ref()?;
+                Some(crate::metrics::attribution::Plan {
+                    metric: mi as u16,
+                    within: a.within,
+                    touch: a.touch,
+                    on: a.on,
+                    dims: m.dims.iter().map(|&d| d as u16).collect(),
+                    specs: (0..nspecs.min(64))
+                        .filter(|&s| m.kind.windows >> s & 1 == 1)
+                        .collect(),
+                    rule: m.kind.rule.unwrap_or(crate::metrics::threshold::Rule::Count(1)),
+                    by_type: m.by_type,
+                })
+            })
+            .collect()
+    }
+
+    /// The attribution hits of the last successful [`parse`](Self::parse), and their dimension
+    /// value hashes.
+    pub fn hits(&self) -> (&[crate::metrics::attribution::Hit], &[Option<u64>]) {
+        (&self.hits, &self.hit_vals)
+    }
+
     /// The `min_sum` amounts of the keys the last successful [`parse`](Self::parse) appended
     /// (parallel to them); empty when no metric has `min_sum`.
     pub fn amounts(&self) -> &[i64] {
@@ -409,9 +493,29 @@ impl Parser {
                 };
             }
             p.amounts.clear();
+            p.hits.clear();
+            p.hit_vals.clear();
             for m in &p.metrics {
+                let holds = |fi: usize| p.filters[fi].iter().all(|(slot, op)| op.holds(f[*slot]));
+                if let Some(a) = &m.attr {
+                    let conv = m.filter.is_none_or(holds);
+                    let anchor = holds(a.after);
+                    if conv || anchor {
+                        event.late_at = event.late_at.min(a.late_at(event.time, anchor, conv));
+                        p.hits.push(crate::metrics::attribution::Hit {
+                            plan: a.plan,
+                            anchor,
+                            conv,
+                            type_hash: m.type_hash(et),
+                            amount: m.sum.map_or(0, |slot| micros(f[slot])),
+                            vals_at: p.hit_vals.len() as u32,
+                        });
+                        p.hit_vals.extend(m.dims.iter().map(|&i| p.dim_hashes[i]));
+                    }
+                    continue;
+                }
                 if let Some(fi) = m.filter
-                    && !p.filters[fi].iter().all(|(slot, op)| op.holds(f[*slot]))
+                    && !holds(fi)
                 {
                     continue;
                 }
@@ -441,9 +545,38 @@ impl Parser {
             Ok(Ok(e)) => Ok(e),
             Ok(Err(e)) | Err(e) => {
                 keys.truncate(mark);
+                self.hits.clear();
+                self.hit_vals.clear();
                 Err(e)
             }
         }
+    }
+
+    /// The slow path of attribution metric `plan`: the event type and the metric's dimension
+    /// values of `line` as strings (the same extraction as [`parse`](Self::parse)).
+    pub fn describe_hit(&mut self, line: &[u8], plan: u16) -> Option<crate::metrics::attribution::Texts> {
+        let r = self.with_fields(line, |p, f| {
+            let et: Box<str> = match f[p.event_type] {
+                Some(Field::Str(s)) => s.into(),
+                _ => Box::from(""),
+            };
+            let m = p.metrics.iter().find(|m| m.attr.as_ref().is_some_and(|a| a.plan == plan))?;
+            let mut values = Vec::with_capacity(m.dims.len());
+            for &i in &m.dims {
+                let d = &p.dims[i];
+                values.push(match dim_value(d, f[d.slot], &mut p.lower).ok()? {
+                    None => None,
+                    Some(DimValue::Str(s)) => Some(Box::from(s)),
+                    Some(DimValue::Lower) => Some(String::from_utf8_lossy(&p.lower).into()),
+                    Some(DimValue::Interned(idx, _)) => match &d.plan {
+                        DimPlan::Lookup(l, _) => Some(l.values[idx as usize].clone()),
+                        _ => Some(Box::from("")),
+                    },
+                });
+            }
+            Some((et, values))
+        });
+        r.ok().flatten()
     }
 
     /// The slow path: the key hashes of a line with their strings, in the order [`Parser::parse`]
@@ -471,6 +604,9 @@ impl Parser {
             }
             let mut out = Vec::new();
             for (mi, m) in p.metrics.iter().enumerate() {
+                if m.attr.is_some() {
+                    continue;
+                }
                 if let Some(fi) = m.filter
                     && !p.filters[fi].iter().all(|(slot, op)| op.holds(f[*slot]))
                 {
@@ -621,6 +757,7 @@ impl Parser {
                 dedup,
                 same_as_total: 0,
                 totals: 0,
+                late_at: Millis::MAX,
             },
             xxh3_64(et.as_bytes()),
         ))

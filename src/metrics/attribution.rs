@@ -1,0 +1,761 @@
+//! The attribution kind: "unique users who did B within T after A", each B credited to an A's
+//! dimension values (docs/SEMANTICS.md, "Attribution metrics").
+//!
+//! Why it is evaluated when a window fires, not when B arrives: which A a B is credited to depends
+//! on every A of its lookback, and an A may arrive after its B (out of order, within lateness). So
+//! each user keeps a small [`Journey`] — its A's (time and dimension values) and its B's — and a
+//! window's counts are computed from it the moment the window fires. By the generalised late rule
+//! no event that could still change that window can be counted any more, so the credits computed
+//! then are final, and the result is the batch answer whatever the arrival order.
+//!
+//! Why a calendar: a journey needs looking at only when a window one of its B's may credit fires,
+//! or when its oldest A can be forgotten. Each journey is filed under that watermark in a heap, so
+//! a firing visits the journeys it concerns, not every user with state. Dimension values and event
+//! types are interned per partition (with reference counts), so an A costs a few integers.
+//!
+//! The counts come out as (key, window, events) credits of one user, which the partition adds to
+//! its key lanes like the threshold kind's, so merging, the sink and checkpoints stay generic.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use hashbrown::HashMap;
+
+use super::threshold::{Rule, windows_of};
+use super::{Touch, WindowOn};
+use crate::parse::{KeyStrings, key_hash};
+use crate::timefmt::Millis;
+use crate::window::{WindowSpec, Windows};
+
+/// A dimension value id meaning "this A has no value for the dimension".
+pub const ABSENT: u32 = u32::MAX;
+/// The dimension of a total key.
+pub const TOTAL: u16 = u16::MAX;
+
+/// One attribution metric, as the counting state needs it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Index into `Config::metrics`.
+    pub metric: u16,
+    pub within: Millis,
+    pub touch: Touch,
+    pub on: WindowOn,
+    /// The metric's dimensions (indexes into `Config::dimensions`, ascending = config order).
+    pub dims: Vec<u16>,
+    /// The window specs the metric counts in.
+    pub specs: Vec<usize>,
+    pub rule: Rule,
+    pub by_type: bool,
+}
+
+impl Plan {
+    /// How much later than other windows this metric's windows fire: `within` when keyed by the
+    /// anchor (a B up to `within` after an A can still credit the A's window).
+    fn delay(&self) -> Millis {
+        match self.on {
+            WindowOn::Anchor => self.within,
+            WindowOn::Conversion => 0,
+        }
+    }
+
+    /// The window indexes of `spec` a B at `t` may be credited in: the windows holding its lookback
+    /// `[t − within, t − 1]` (anchor), or the windows holding `t` (conversion).
+    fn conv_range(&self, spec: &WindowSpec, t: Millis) -> (i64, i64) {
+        match self.on {
+            WindowOn::Anchor => (
+                spec.pane(t.saturating_sub(self.within)) - spec.panes() + 1,
+                spec.pane(t.saturating_sub(1)),
+            ),
+            WindowOn::Conversion => (spec.pane(t) - spec.panes() + 1, spec.pane(t)),
+        }
+    }
+
+    /// The watermark at which window `k` of `spec` fires for this metric.
+    fn fire_at(&self, spec: &WindowSpec, k: i64, lateness: Millis) -> Millis {
+        clamp(spec.end(k) as i128 + self.delay() as i128 + lateness as i128)
+    }
+}
+
+/// The earliest watermark at which an event of `t` in the role of a B (`conv`) or an A (`anchor`)
+/// of an attribution metric is late, beyond the general rule (docs/SEMANTICS.md, "Lateness,
+/// generalised"). `specs` are the metric's window specs. `Millis::MAX`: never by this rule.
+pub fn late_at(
+    plan: (&[WindowSpec], Millis, Touch, WindowOn),
+    lateness: Option<Millis>,
+    t: Millis,
+    anchor: bool,
+    conv: bool,
+) -> Millis {
+    let (specs, within, touch, on) = plan;
+    let Some(l) = lateness else {
+        return Millis::MAX;
+    };
+    if on == WindowOn::Conversion {
+        return Millis::MAX;
+    }
+    let bound = |x: Millis| {
+        let e = specs.iter().map(|s| s.first_end(x)).min().unwrap_or(Millis::MAX);
+        clamp(e as i128 + within as i128 + l as i128)
+    };
+    let mut at = Millis::MAX;
+    if conv {
+        at = at.min(bound(t.saturating_sub(within)));
+    }
+    if anchor && touch == Touch::Last {
+        at = at.min(bound(t.saturating_sub(within).saturating_add(1)));
+    }
+    at
+}
+
+fn clamp(x: i128) -> Millis {
+    x.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as Millis
+}
+
+/// What the parser found of one event for one attribution metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// Index into the partition's plans.
+    pub plan: u16,
+    /// The metric's `after` filter matches: the event is an A.
+    pub anchor: bool,
+    /// The metric's `filter` matches: the event is a B.
+    pub conv: bool,
+    /// The event type's hash as the metric's keys use it (its type, or the untyped constant).
+    pub type_hash: u64,
+    /// The `min_sum` amount (millionths; 0 without `min_sum`).
+    pub amount: i64,
+    /// Where the metric's dimension value hashes start in the batch's value buffer.
+    pub vals_at: u32,
+}
+
+/// The strings of an event a journey needs the first time it meets a value: the event type and
+/// the plan's dimension values.
+pub type Texts = (Box<str>, Vec<Option<Box<str>>>);
+
+/// Strings with reference counts: the dimension values of live A's, the event types of live B's.
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<u64, u32>,
+    items: Vec<Interned>,
+    free: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Interned {
+    key: u64,
+    /// The hash the key hashes are built from (the value's, or the type's).
+    hash: u64,
+    text: Box<str>,
+    refs: u32,
+}
+
+impl Interner {
+    fn get(&self, key: u64) -> Option<u32> {
+        self.ids.get(&key).copied()
+    }
+
+    /// The id of `key`, one more reference to it; `text` is asked for only when it is new.
+    fn acquire(&mut self, key: u64, hash: u64, text: impl FnOnce() -> Box<str>) -> u32 {
+        let id = match self.ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let item = Interned {
+                    key,
+                    hash,
+                    text: text(),
+                    refs: 0,
+                };
+                let id = match self.free.pop() {
+                    Some(id) => {
+                        self.items[id as usize] = item;
+                        id
+                    }
+                    None => {
+                        self.items.push(item);
+                        (self.items.len() - 1) as u32
+                    }
+                };
+                self.ids.insert(key, id);
+                id
+            }
+        };
+        self.items[id as usize].refs += 1;
+        id
+    }
+
+    fn release(&mut self, id: u32) {
+        let item = &mut self.items[id as usize];
+        item.refs = item.refs.saturating_sub(1);
+        if item.refs == 0 {
+            self.ids.remove(&item.key);
+            item.text = Box::from("");
+            self.free.push(id);
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.ids.capacity() * 13
+            + self.items.capacity() * std::mem::size_of::<Interned>()
+            + self.items.iter().map(|i| i.text.len()).sum::<usize>()
+    }
+}
+
+/// The interner key of value hash `vh` of dimension `dim`.
+fn value_key(dim: u16, vh: u64) -> u64 {
+    key_hash(0x0a77_7269_6275_7465, u64::from(dim), vh)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Conv {
+    t: Millis,
+    /// Interned event type.
+    ty: u32,
+    amount: i64,
+}
+
+/// One user's A's and B's of one attribution metric.
+#[derive(Debug, Default)]
+struct Journey {
+    /// A times, ascending; A's at the same time ordered by their dimension tuple.
+    anchors: Vec<Millis>,
+    /// Per A, the plan's dimension value ids ([`ABSENT`]: none), `dims` per A.
+    vals: Vec<u32>,
+    /// B's, by time.
+    convs: Vec<Conv>,
+    /// The watermark at which the journey is next looked at (`Millis::MAX`: at the end of input).
+    due: Millis,
+}
+
+/// A (key, window) a user qualifies in, with its credited B's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credit {
+    pub hash: u64,
+    pub spec: u16,
+    pub window: i64,
+    pub events: u64,
+    plan: u16,
+    ty: u32,
+    dim: u16,
+    val: u32,
+}
+
+/// One partition's journeys of every attribution metric.
+#[derive(Debug)]
+pub struct Journeys {
+    pub plans: Vec<Plan>,
+    /// Per plan, its window specs.
+    plan_specs: Vec<Vec<WindowSpec>>,
+    windows: Windows,
+    users: HashMap<(u64, u16), Journey>,
+    calendar: BinaryHeap<Reverse<(Millis, u64, u16)>>,
+    values: Interner,
+    types: Interner,
+    /// Per plan, per spec (all of them): the first window not yet evaluated.
+    pub horizon: Vec<Vec<i64>>,
+    /// Interned ids released while credits still refer to them (freed by `release_deferred`).
+    deferred: Vec<(bool, u32)>,
+    contributions: Vec<(u16, i64, u16, u32)>,
+    sums: Vec<(u16, i64, u16, u32, u32, u64, i64)>,
+}
+
+impl Journeys {
+    pub fn new(plans: Vec<Plan>, windows: &Windows) -> Journeys {
+        let nspecs = windows.specs.len();
+        Journeys {
+            horizon: vec![vec![i64::MIN; nspecs]; plans.len()],
+            plan_specs: plans
+                .iter()
+                .map(|p| p.specs.iter().map(|&s| windows.specs[s].clone()).collect())
+                .collect(),
+            plans,
+            windows: windows.clone(),
+            users: HashMap::new(),
+            calendar: BinaryHeap::new(),
+            values: Interner::default(),
+            types: Interner::default(),
+            deferred: Vec::new(),
+            contributions: Vec::new(),
+            sums: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plans.is_empty()
+    }
+
+    /// Records a counted event of `user` at `t` for one metric: an A, a B or both. `vals` are the
+    /// plan's dimension value hashes; `texts` gives the event's strings and is called only when one
+    /// of them is new to this partition.
+    pub fn observe(
+        &mut self,
+        user: u64,
+        t: Millis,
+        hit: &Hit,
+        vals: &[Option<u64>],
+        texts: impl FnOnce() -> Option<Texts>,
+    ) {
+        let p = hit.plan as usize;
+        let plan = &self.plans[p];
+        let new_type = hit.conv && self.types.get(hit.type_hash).is_none();
+        let new_value = hit.anchor
+            && vals.iter().zip(&plan.dims).any(|(v, &d)| {
+                v.is_some_and(|vh| self.values.get(value_key(d, vh)).is_none())
+            });
+        let mut texts = if new_type || new_value { texts() } else { None };
+        let journey = self
+            .users
+            .entry((user, hit.plan))
+            .or_insert_with(|| Journey {
+                due: Millis::MAX,
+                ..Journey::default()
+            });
+        if hit.anchor {
+            let nd = plan.dims.len();
+            let mut ids = Vec::with_capacity(nd);
+            for (i, (v, &d)) in vals.iter().zip(&plan.dims).enumerate() {
+                ids.push(match v {
+                    None => ABSENT,
+                    Some(vh) => self.values.acquire(value_key(d, *vh), *vh, || {
+                        texts
+                            .as_mut()
+                            .and_then(|t| t.1.get_mut(i).and_then(Option::take))
+                            .unwrap_or_default()
+                    }),
+                });
+            }
+            let values = &self.values;
+            let at = journey.anchors.partition_point(|&a| a < t);
+            let end = journey.anchors.partition_point(|&a| a <= t);
+            let pos = at
+                + (at..end)
+                    .position(|j| {
+                        tuple_cmp(values, &journey.vals[j * nd..(j + 1) * nd], &ids).is_gt()
+                    })
+                    .unwrap_or(end - at);
+            journey.anchors.insert(pos, t);
+            journey.vals.splice(pos * nd..pos * nd, ids);
+        }
+        if hit.conv {
+            let ty = self.types.acquire(hit.type_hash, hit.type_hash, || {
+                texts.take().map(|t| t.0).unwrap_or_default()
+            });
+            let pos = journey.convs.partition_point(|c| c.t <= t);
+            journey.convs.insert(
+                pos,
+                Conv {
+                    t,
+                    ty,
+                    amount: hit.amount,
+                },
+            );
+        }
+        let due = due_of(
+            &self.windows,
+            &self.plans[p],
+            &self.plan_specs[p],
+            &self.horizon[p],
+            journey,
+        );
+        if due < journey.due {
+            journey.due = due;
+            self.calendar.push(Reverse((due, user, hit.plan)));
+        }
+    }
+
+    /// Evaluates every window that fires under `wm` (all of them when `wm` is `None`: the end of
+    /// input) for the journeys it concerns, appending the credits of qualifying users to
+    /// `credits`, and forgets what no open window needs. Call [`release_deferred`] once the
+    /// credits' strings have been read.
+    ///
+    /// [`release_deferred`]: Self::release_deferred
+    pub fn fire(&mut self, wm: Option<Millis>, credits: &mut Vec<Credit>) {
+        let old = self.horizon.clone();
+        let lateness = self.windows.lateness;
+        for (p, plan) in self.plans.iter().enumerate() {
+            for &s in &plan.specs {
+                let h = match wm {
+                    None => i64::MAX,
+                    Some(wm) => {
+                        self.windows.specs[s].horizon(wm.saturating_sub(plan.delay()), lateness)
+                    }
+                };
+                self.horizon[p][s] = self.horizon[p][s].max(h);
+            }
+        }
+        let Some(now) = wm else {
+            let users = std::mem::take(&mut self.users);
+            self.calendar.clear();
+            for ((_, p), mut j) in users {
+                self.evaluate(p, &mut j, &old[p as usize], None, credits);
+            }
+            return;
+        };
+        while let Some(&Reverse((due, user, p))) = self.calendar.peek() {
+            if due > now {
+                break;
+            }
+            self.calendar.pop();
+            let Some(mut j) = self.users.remove(&(user, p)) else {
+                continue;
+            };
+            if j.due != due {
+                self.users.insert((user, p), j);
+                continue;
+            }
+            self.evaluate(p, &mut j, &old[p as usize], Some(now), credits);
+            if j.anchors.is_empty() && j.convs.is_empty() {
+                continue;
+            }
+            let plan = &self.plans[p as usize];
+            // Everything due under `now` was just done, so the next look is later; the `max`
+            // only guards against a loop should that ever not hold.
+            let specs = &self.plan_specs[p as usize];
+            j.due = due_of(&self.windows, plan, specs, &self.horizon[p as usize], &j).max(now + 1);
+            if j.due != Millis::MAX {
+                self.calendar.push(Reverse((j.due, user, p)));
+            }
+            self.users.insert((user, p), j);
+        }
+    }
+
+    /// The credits of journey `j` in the windows `[lo, horizon)` of each spec, then drops the B's
+    /// whose windows have all fired and the A's no B can be credited to any more.
+    fn evaluate(
+        &mut self,
+        p: u16,
+        j: &mut Journey,
+        lo: &[i64],
+        now: Option<Millis>,
+        credits: &mut Vec<Credit>,
+    ) {
+        let plan = &self.plans[p as usize];
+        let hi = &self.horizon[p as usize];
+        let specs = &self.windows.specs;
+        let nd = plan.dims.len();
+        self.sums.clear();
+        for b in &j.convs {
+            let in_range = |s: usize| {
+                let (a, z) = plan.conv_range(&specs[s], b.t);
+                a < hi[s] && z >= lo[s]
+            };
+            if !plan.specs.iter().any(|&s| in_range(s)) {
+                continue;
+            }
+            let from = j.anchors.partition_point(|&a| a < b.t.saturating_sub(plan.within));
+            let to = j.anchors.partition_point(|&a| a < b.t);
+            if from >= to {
+                continue;
+            }
+            let credited = match plan.touch {
+                Touch::First => from..from + 1,
+                Touch::Last => {
+                    let last = j.anchors[to - 1];
+                    let first_of_last = j.anchors[from..to].partition_point(|&a| a < last) + from;
+                    first_of_last..first_of_last + 1
+                }
+                Touch::Any => from..to,
+            };
+            self.contributions.clear();
+            for a in credited {
+                let t = match plan.on {
+                    WindowOn::Anchor => j.anchors[a],
+                    WindowOn::Conversion => b.t,
+                };
+                for &s in &plan.specs {
+                    let spec = &specs[s];
+                    for k in windows_of(t, spec.slide, spec.panes()) {
+                        if k < lo[s] || k >= hi[s] {
+                            continue;
+                        }
+                        self.contributions.push((s as u16, k, TOTAL, ABSENT));
+                        for (i, &d) in plan.dims.iter().enumerate() {
+                            let v = j.vals[a * nd + i];
+                            if v != ABSENT {
+                                self.contributions.push((s as u16, k, d, v));
+                            }
+                        }
+                    }
+                }
+            }
+            self.contributions.sort_unstable();
+            self.contributions.dedup();
+            for &(s, k, d, v) in &self.contributions {
+                self.sums.push((s, k, d, v, b.ty, 1, b.amount));
+            }
+        }
+        self.sums.sort_unstable_by_key(|x| (x.0, x.1, x.2, x.3, x.4));
+        let mut i = 0;
+        while i < self.sums.len() {
+            let (s, k, d, v, ty, mut n, mut sum) = self.sums[i];
+            i += 1;
+            while let Some(x) = self.sums.get(i).filter(|x| (x.0, x.1, x.2, x.3, x.4) == (s, k, d, v, ty)) {
+                n += x.5;
+                sum = sum.saturating_add(x.6);
+                i += 1;
+            }
+            if plan.rule.met(u32::try_from(n).unwrap_or(u32::MAX), sum) {
+                let th = self.types.items[ty as usize].hash;
+                let hash = if d == TOTAL {
+                    key_hash(th, u64::MAX, 0)
+                } else {
+                    key_hash(th, u64::from(d), self.values.items[v as usize].hash)
+                };
+                credits.push(Credit {
+                    hash,
+                    spec: s,
+                    window: k,
+                    events: n,
+                    plan: p,
+                    ty,
+                    dim: d,
+                    val: v,
+                });
+            }
+        }
+        self.prune(p, j, now);
+    }
+
+    /// Drops the B's whose windows all fired and the A's that no B, present or still to come, can
+    /// have in its lookback (everything at the end of input, `now = None`).
+    fn prune(&mut self, p: u16, j: &mut Journey, now: Option<Millis>) {
+        let plan = &self.plans[p as usize];
+        let hi = &self.horizon[p as usize];
+        let specs = &self.windows.specs;
+        let done = j
+            .convs
+            .iter()
+            .take_while(|b| {
+                now.is_none()
+                    || plan
+                        .specs
+                        .iter()
+                        .all(|&s| plan.conv_range(&specs[s], b.t).1 < hi[s])
+            })
+            .count();
+        for b in j.convs.drain(..done) {
+            self.deferred.push((true, b.ty));
+        }
+        let first_b = j.convs.first().map(|b| b.t);
+        let nd = plan.dims.len();
+        let forget = j
+            .anchors
+            .iter()
+            .take_while(|&&a| match now {
+                None => true,
+                Some(now) => {
+                    first_b.is_none_or(|b| a < b.saturating_sub(plan.within))
+                        && now >= anchor_free_at(&self.windows, plan, &self.plan_specs[p as usize], a)
+                }
+            })
+            .count();
+        j.anchors.drain(..forget);
+        for v in j.vals.drain(..forget * nd) {
+            if v != ABSENT {
+                self.deferred.push((false, v));
+            }
+        }
+    }
+
+    /// Releases the strings of the A's and B's dropped by the last [`fire`](Self::fire).
+    pub fn release_deferred(&mut self) {
+        for (ty, id) in self.deferred.drain(..) {
+            if ty {
+                self.types.release(id);
+            } else {
+                self.values.release(id);
+            }
+        }
+    }
+
+    /// The strings of a credit's key (valid until [`release_deferred`](Self::release_deferred)).
+    pub fn key_strings(&self, c: &Credit) -> KeyStrings {
+        let plan = &self.plans[c.plan as usize];
+        KeyStrings {
+            metric: plan.metric,
+            event_type: plan
+                .by_type
+                .then(|| self.types.items[c.ty as usize].text.clone()),
+            dimension: (c.dim != TOTAL).then_some(c.dim),
+            value: (c.dim != TOTAL).then(|| self.values.items[c.val as usize].text.clone()),
+        }
+    }
+
+    /// Journeys currently held (tests, the state estimate).
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.users.capacity() * 64
+            + self
+                .users
+                .values()
+                .map(|j| {
+                    j.anchors.capacity() * 8
+                        + j.vals.capacity() * 4
+                        + j.convs.capacity() * std::mem::size_of::<Conv>()
+                })
+                .sum::<usize>()
+            + self.calendar.capacity() * 24
+            + self.values.heap_bytes()
+            + self.types.heap_bytes()
+    }
+}
+
+/// Compares two A's dimension tuples: value by value, absent first, then byte order.
+fn tuple_cmp(values: &Interner, a: &[u32], b: &[u32]) -> std::cmp::Ordering {
+    for (&x, &y) in a.iter().zip(b) {
+        let o = match (x, y) {
+            (ABSENT, ABSENT) => std::cmp::Ordering::Equal,
+            (ABSENT, _) => std::cmp::Ordering::Less,
+            (_, ABSENT) => std::cmp::Ordering::Greater,
+            (x, y) => values.items[x as usize]
+                .text
+                .as_bytes()
+                .cmp(values.items[y as usize].text.as_bytes()),
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// The watermark from which no B still to come can have an A of time `t` in its lookback: every
+/// B of the metric up to `t + within` is late by then.
+fn anchor_free_at(windows: &Windows, plan: &Plan, specs: &[WindowSpec], t: Millis) -> Millis {
+    let Some(l) = windows.lateness else {
+        return Millis::MAX;
+    };
+    let last_b = t.saturating_add(plan.within);
+    let general = clamp(windows.earliest_end(last_b) as i128 + l as i128);
+    general.min(late_at(
+        (specs, plan.within, plan.touch, plan.on),
+        Some(l),
+        last_b,
+        false,
+        true,
+    ))
+}
+
+/// When journey `j` next needs looking at: when the next window its first B may be credited in
+/// fires, or when its first A can be forgotten (if no B holds it).
+fn due_of(
+    windows: &Windows,
+    plan: &Plan,
+    specs: &[WindowSpec],
+    horizon: &[i64],
+    j: &Journey,
+) -> Millis {
+    let Some(l) = windows.lateness else {
+        return Millis::MAX;
+    };
+    let mut due = Millis::MAX;
+    if let Some(b) = j.convs.first() {
+        for &s in &plan.specs {
+            let spec = &windows.specs[s];
+            let (lo, hi) = plan.conv_range(spec, b.t);
+            let k = lo.max(horizon[s]);
+            if k <= hi {
+                due = due.min(plan.fire_at(spec, k, l));
+            }
+        }
+    }
+    if let Some(&a) = j.anchors.first() {
+        let held = j
+            .convs
+            .first()
+            .is_some_and(|b| a >= b.t.saturating_sub(plan.within));
+        if !held {
+            due = due.min(anchor_free_at(windows, plan, specs, a));
+        }
+    }
+    due
+}
+
+impl Journeys {
+    /// Writes this partition's journeys (strings inline, so any partition can read them back).
+    pub fn encode(&self, w: &mut crate::checkpoint::Writer) {
+        for (&(user, p), j) in &self.users {
+            w.u64(user);
+            w.u32(u32::from(p));
+            let nd = self.plans[p as usize].dims.len();
+            w.u64(j.anchors.len() as u64);
+            for (i, &t) in j.anchors.iter().enumerate() {
+                w.i64(t);
+                for &v in &j.vals[i * nd..(i + 1) * nd] {
+                    if v == ABSENT {
+                        w.u8(0);
+                    } else {
+                        let item = &self.values.items[v as usize];
+                        w.u8(1);
+                        w.u64(item.hash);
+                        w.str(&item.text);
+                    }
+                }
+            }
+            w.u64(j.convs.len() as u64);
+            for b in &j.convs {
+                let item = &self.types.items[b.ty as usize];
+                w.i64(b.t);
+                w.u64(item.hash);
+                w.str(&item.text);
+                w.i64(b.amount);
+            }
+        }
+    }
+
+    /// Reads one journey written by [`encode`](Self::encode) (its user already read).
+    pub fn decode(
+        &mut self,
+        user: u64,
+        r: &mut crate::checkpoint::Reader,
+    ) -> crate::error::Result<()> {
+        let damaged =
+            || crate::Error::Checkpoint("the checkpoint payload is damaged (a journey)".into());
+        let p = u16::try_from(r.u32()?).map_err(|_| damaged())?;
+        let nd = self.plans.get(p as usize).ok_or_else(damaged)?.dims.len();
+        let mut j = Journey {
+            due: Millis::MAX,
+            ..Journey::default()
+        };
+        let na = r.len(8)?;
+        for _ in 0..na {
+            j.anchors.push(r.i64()?);
+            for i in 0..nd {
+                j.vals.push(if r.u8()? == 0 {
+                    ABSENT
+                } else {
+                    let hash = r.u64()?;
+                    let text: Box<str> = r.string()?.into();
+                    let d = self.plans[p as usize].dims[i];
+                    self.values.acquire(value_key(d, hash), hash, || text)
+                });
+            }
+        }
+        let nb = r.len(24)?;
+        for _ in 0..nb {
+            let t = r.i64()?;
+            let hash = r.u64()?;
+            let text: Box<str> = r.string()?.into();
+            let amount = r.i64()?;
+            let ty = self.types.acquire(hash, hash, || text);
+            j.convs.push(Conv { t, ty, amount });
+        }
+        let pi = p as usize;
+        j.due = due_of(
+            &self.windows,
+            &self.plans[pi],
+            &self.plan_specs[pi],
+            &self.horizon[pi],
+            &j,
+        );
+        if j.due != Millis::MAX {
+            self.calendar.push(Reverse((j.due, user, p)));
+        }
+        if self.users.insert((user, p), j).is_some() {
+            return Err(damaged());
+        }
+        Ok(())
+    }
+}
