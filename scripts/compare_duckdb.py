@@ -457,9 +457,9 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
         elif d.get("extract") not in (None, "raw"):
             raise SystemExit(f"unsupported extract {d.get('extract')!r}")
         elif "lookup" in d:
-            lk = f"lookup{i}"
+            lk = f"lookup{i}"  # DISTINCT: a key listed twice with the same value maps once
             lookups.append(
-                f"CREATE OR REPLACE TEMP TABLE {lk} AS SELECT key, value FROM read_csv("
+                f"CREATE OR REPLACE TEMP TABLE {lk} AS SELECT DISTINCT key, value FROM read_csv("
                 f"{sql_str(d['lookup'])}, header=true, columns={{'key':'VARCHAR','value':'VARCHAR'}}, "
                 f"quote='\"', auto_detect=false)")
             dim_value[d["name"]] = ("l.value", f"JOIN {lk} l ON l.key = counted.d{i}")

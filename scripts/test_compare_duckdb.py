@@ -262,6 +262,21 @@ field = "props.item.color"
     assert ("all", "x", None, None, "hourly", 0, H, 10, 10) in rows
 
 
+def test_lookup_key_listed_twice_with_the_same_value():
+    # SEMANTICS.md "Parsing": accepted, and the event maps once (its events count is 1, not 2).
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "l.csv").write_text("message_id,campaign\nm1,spring\nm1,spring\nm2,fall\n")
+        extra = f"""
+[[dimensions]]
+name = "campaign"
+field = "m"
+lookup = {json.dumps(str(Path(d, 'l.csv')))}
+"""
+        rows, _ = run(extra, [ev("a", m="m1"), ev("b", m="m3")])
+    assert metric_rows(rows, "all", dimension="campaign") == {("x", "spring", 0, 1, 1)}, rows
+    assert metric_rows(rows, "all") == {("x", None, 0, 2, 2)}
+
+
 # ---- thresholds ---------------------------------------------------------------------------------
 
 
