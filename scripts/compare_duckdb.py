@@ -26,9 +26,16 @@ What it does
    engine (it does not look at abacus's late/ or rejected/ outputs).
 
    What is therefore NOT cross-checked: the watermark, late events and dedup expiry (the
-   `[watermark]` and `[dedup] ttl` settings of the original config are overridden).
+   `[watermark]` and `[dedup] ttl` settings of the original config are overridden), and for
+   attribution metrics the "Firing" and "Lateness, generalised" clauses (`end + within +
+   allowed_lateness`, the late B's and last-touch A's) and the bounded per-user "State": with
+   unbounded lateness nothing fires before the end and nothing is late, so only the batch result
+   of "Follows" .. "Counts" is compared.
 
 2. Runs `abacus run` on the inputs with that config under /usr/bin/time -v (wall time, peak RSS).
+   An abacus that does not know attribution metrics yet refuses a config with `after` (unknown
+   key) and the script stops there; the SQL side of attribution is pinned by the SQL-only hand
+   cases of scripts/test_compare_duckdb.py, which need no abacus binary.
 3. Runs the DuckDB job in a child process (this script with --_worker) under /usr/bin/time -v:
    read_ndjson with explicit columns (every configured field read as JSON so that its JSON type is
    checked as SEMANTICS.md requires), rejection rules, `time_format` (unix_s / unix_ms / rfc3339 /
@@ -47,6 +54,18 @@ What it does
    integer millionths (macro `micros`: the JSON number's decimal text truncated towards zero,
    by digit-string arithmetic, no floating point) >= ceil(value * 1e6); then unique_users =
    qualifying users, events = their events. Without [[metrics]] the one metric is `all`.
+   Attribution metrics (`after`; docs/SEMANTICS.md "Attribution metrics", "Follows" .. "Counts"),
+   over the counted events: the A's (the `after` filter) with the metric's dimension values
+   (lookups LEFT JOINed, a miss = absent), equi-joined to the B's (the metric's `filter`, every
+   counted event without one) of the same user on `within`-wide time buckets (an A listed in its
+   own bucket and the next) and then t_b - within <= t_a < t_b; last_touch / first_touch keep per
+   B (its file and line) the A with the largest / smallest t_a, ties to the smallest tuple of
+   dimension values in [[dimensions]] order (bytes, via encode(); NULLS FIRST); any_touch keeps
+   every A. Each credit fans out to the total row and one row per dimension present on the
+   credited A, event type B's (NULL for by_type = false), window time t_a (window_on = "anchor")
+   or t_b ("conversion"); a (key, window) counts DISTINCT B's, so a B reaching it through several
+   credits counts once; users qualify with >= min_count (default 1) of them or with the sum of
+   the min_sum field over them, read from the B's, as above.
 4. Compares the two results row for row (FULL OUTER JOIN on metric, event_type, dimension, value,
    window, window_start, window_end; then unique_users and events), and the summary counters
    (lines, counted, duplicates, late, rejected) with abacus's _summary.json. An abacus output
