@@ -26,9 +26,16 @@ What it does
    engine (it does not look at abacus's late/ or rejected/ outputs).
 
    What is therefore NOT cross-checked: the watermark, late events and dedup expiry (the
-   `[watermark]` and `[dedup] ttl` settings of the original config are overridden).
+   `[watermark]` and `[dedup] ttl` settings of the original config are overridden), and for
+   attribution metrics the "Firing" and "Lateness, generalised" clauses (`end + within +
+   allowed_lateness`, the late B's and last-touch A's) and the bounded per-user "State": with
+   unbounded lateness nothing fires before the end and nothing is late, so only the batch result
+   of "Follows" .. "Counts" is compared.
 
 2. Runs `abacus run` on the inputs with that config under /usr/bin/time -v (wall time, peak RSS).
+   An abacus that does not know attribution metrics yet refuses a config with `after` (unknown
+   key) and the script stops there; the SQL side of attribution is pinned by the SQL-only hand
+   cases of scripts/test_compare_duckdb.py, which need no abacus binary.
 3. Runs the DuckDB job in a child process (this script with --_worker) under /usr/bin/time -v:
    read_ndjson with explicit columns (every configured field read as JSON so that its JSON type is
    checked as SEMANTICS.md requires), rejection rules, `time_format` (unix_s / unix_ms / rfc3339 /
@@ -47,6 +54,18 @@ What it does
    integer millionths (macro `micros`: the JSON number's decimal text truncated towards zero,
    by digit-string arithmetic, no floating point) >= ceil(value * 1e6); then unique_users =
    qualifying users, events = their events. Without [[metrics]] the one metric is `all`.
+   Attribution metrics (`after`; docs/SEMANTICS.md "Attribution metrics", "Follows" .. "Counts"),
+   over the counted events: the A's (the `after` filter) with the metric's dimension values
+   (lookups LEFT JOINed, a miss = absent), equi-joined to the B's (the metric's `filter`, every
+   counted event without one) of the same user on `within`-wide time buckets (an A listed in its
+   own bucket and the next) and then t_b - within <= t_a < t_b; last_touch / first_touch keep per
+   B (its file and line) the A with the largest / smallest t_a, ties to the smallest tuple of
+   dimension values in [[dimensions]] order (bytes, via encode(); NULLS FIRST); any_touch keeps
+   every A. Each credit fans out to the total row and one row per dimension present on the
+   credited A, event type B's (NULL for by_type = false), window time t_a (window_on = "anchor")
+   or t_b ("conversion"); a (key, window) counts DISTINCT B's, so a B reaching it through several
+   credits counts once; users qualify with >= min_count (default 1) of them or with the sum of
+   the min_sum field over them, read from the B's, as above.
 4. Compares the two results row for row (FULL OUTER JOIN on metric, event_type, dimension, value,
    window, window_start, window_end; then unique_users and events), and the summary counters
    (lines, counted, duplicates, late, rejected) with abacus's _summary.json. An abacus output
@@ -211,7 +230,7 @@ def parse_metrics(cfg: dict) -> list[dict]:
         filters[fl["name"]] = fl.get("where", [])
     if "metrics" not in cfg:
         return [dict(name="all", where=None, dims=dim_names, windows=win_names, by_type=True,
-                     min_count=None, min_sum=None)]
+                     min_count=None, min_sum=None, after=None)]
     out, seen = [], set()
     for m in cfg["metrics"]:
         name = m["name"]
@@ -234,10 +253,30 @@ def parse_metrics(cfg: dict) -> list[dict]:
             if not isinstance(ms.get("value"), (int, float)) or isinstance(ms["value"], bool) \
                     or not ms["value"] > 0 or not isinstance(ms.get("field"), str):
                 raise SystemExit(f"metric {name!r}: min_sum needs a field and a value > 0")
+        # Attribution (SEMANTICS.md "Attribution metrics"): `after` names the anchors' filter.
+        after = None
+        if "after" in m:
+            if m["after"] not in filters:
+                raise SystemExit(f"metric {name!r}: unknown filter {m['after']!r} in `after`")
+            if "within" not in m:
+                raise SystemExit(f"metric {name!r}: `after` needs `within`")
+            within = duration_ms(m["within"]) if isinstance(m["within"], str) else 0
+            if within <= 0:
+                raise SystemExit(f"metric {name!r}: `within` must be a duration > 0")
+            attribution = m.get("attribution", "last_touch")
+            window_on = m.get("window_on", "anchor")
+            if attribution not in ("last_touch", "first_touch", "any_touch"):
+                raise SystemExit(f"metric {name!r}: unknown attribution {attribution!r}")
+            if window_on not in ("anchor", "conversion"):
+                raise SystemExit(f"metric {name!r}: unknown window_on {window_on!r}")
+            after = dict(where=filters[m["after"]], within=within, attribution=attribution,
+                         window_on=window_on)
+        elif {"within", "attribution", "window_on"} & set(m):
+            raise SystemExit(f"metric {name!r}: within/attribution/window_on need `after`")
         out.append(dict(name=name, where=filters[m["filter"]] if "filter" in m else None,
                         dims=[d for d in dim_names if d in dims],
                         windows=[w for w in win_names if w in wins],
-                        by_type=m.get("by_type", True), min_count=mc, min_sum=ms))
+                        by_type=m.get("by_type", True), min_count=mc, min_sum=ms, after=after))
     return out
 
 
@@ -321,8 +360,13 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
     # Field paths (SEMANTICS.md "Field paths") of dimensions, used filters and min_sum fields;
     # their top-level keys are read as columns, deeper keys looked up with jget (last key wins).
     used_filters = list(dict.fromkeys(
-        json.dumps(m["where"]) for m in metrics if m["where"] is not None))
+        json.dumps(w) for m in metrics
+        for w in (m["where"], m["after"]["where"] if m["after"] else None) if w is not None))
+    flt_keys = used_filters
     used_filters = [json.loads(w) for w in used_filters]
+
+    def flt(where) -> str:  # a filter's boolean column in `counted` (no filter: every event)
+        return "true" if where is None else f"flt{flt_keys.index(json.dumps(where))}"
     sum_fields = list(dict.fromkeys(m["min_sum"]["field"] for m in metrics if m["min_sum"]))
     paths = [field_path(d["field"]) for d in dims]
     paths += [field_path(c["field"]) for w in used_filters for c in w]
@@ -457,19 +501,21 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
         elif d.get("extract") not in (None, "raw"):
             raise SystemExit(f"unsupported extract {d.get('extract')!r}")
         elif "lookup" in d:
-            lk = f"lookup{i}"
+            lk = f"lookup{i}"  # DISTINCT: a key listed twice with the same value maps once
             lookups.append(
-                f"CREATE OR REPLACE TEMP TABLE {lk} AS SELECT key, value FROM read_csv("
+                f"CREATE OR REPLACE TEMP TABLE {lk} AS SELECT DISTINCT key, value FROM read_csv("
                 f"{sql_str(d['lookup'])}, header=true, columns={{'key':'VARCHAR','value':'VARCHAR'}}, "
                 f"quote='\"', auto_detect=false)")
-            dim_value[d["name"]] = ("l.value", f"JOIN {lk} l ON l.key = counted.d{i}")
+            dim_value[d["name"]] = (f"l{i}.value", f"{lk} l{i} ON l{i}.key = counted.d{i}")
         else:
             dim_value[d["name"]] = (f"d{i}", None)
     any_sum = any(m["min_sum"] for m in metrics)
     fan = []
+    att = [mi for mi, m in enumerate(metrics) if m["after"]]
     for mi, m in enumerate(metrics):
-        cond = ["true"] if m["where"] is None else [
-            f"flt{[json.dumps(w) for w in used_filters].index(json.dumps(m['where']))}"]
+        if m["after"]:
+            continue
+        cond = [flt(m["where"])]
         et_expr = "etype" if m["by_type"] else "NULL::VARCHAR"
         amt = (f", amt{sum_fields.index(m['min_sum']['field'])} AS amount" if m["min_sum"] else
                ", NULL::HUGEINT AS amount") if any_sum else ""
@@ -479,21 +525,80 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
         for dn in m["dims"]:
             v, join = dim_value[dn]
             if join:
-                fan.append(f"{head}, {sql_str(dn)}, {v}{amt} FROM counted {join} "
+                fan.append(f"{head}, {sql_str(dn)}, {v}{amt} FROM counted JOIN {join} "
                            f"WHERE {' AND '.join(cond)}")
             else:
                 fan.append(f"{head}, {sql_str(dn)}, {v} AS v{amt} FROM counted "
                            f"WHERE {' AND '.join(cond + ['v IS NOT NULL'])}")
     stmts += lookups
+    if not fan:  # attribution metrics only: an empty `keyed` of the same shape
+        fan.append("SELECT -1 AS metric_no, usr, t, etype, NULL::VARCHAR AS dimension, "
+                   "NULL::VARCHAR AS value" + (", NULL::HUGEINT AS amount" if any_sum else "")
+                   + " FROM counted WHERE false")
     stmts.append("CREATE OR REPLACE TEMP TABLE keyed AS " + "\nUNION ALL ".join(fan))
+
+    # Attribution metrics (SEMANTICS.md "Attribution metrics"), per metric over `counted` (dedup
+    # and rejection done):
+    #   anchors{mi}: the A's (the `after` filter) with the metric's dimension values (lookups
+    #     LEFT JOINed: a miss is an absent value), each listed in two `within`-wide buckets, its
+    #     own and the next, so that an equi-join on (user, bucket of t_b) finds every A with
+    #     t_b - within <= t_a < t_b (such a t_a lies in t_b's bucket or the one before);
+    #   credits{mi}: the (B, credited A) pairs: B = the metric's `filter` (every event without
+    #     one); follows = t_b - within <= t_a < t_b (t_a < t_b <= t_a + within; equal times
+    #     never, so an event that is both A and B never credits itself); last_touch keeps per B
+    #     the A with the largest t_a, first_touch the smallest, ties to the smallest tuple of
+    #     dimension values in [[dimensions]] order (bytes, absent first); any_touch keeps all.
+    #     The window time tw is t_a (window_on = "anchor") or t_b ("conversion"); the event type
+    #     and the min_sum amount are B's; bid identifies B (its file and line).
+    #   akeyed: the fan-out of the credits: the total row, and (d, v) for each credit to an A
+    #     whose d is v. The same B reaching one (key, window) through several credits counts
+    #     once there (the DISTINCT on bid in the window step below).
+    afan = []
+    for mi in att:
+        m, a = metrics[mi], metrics[mi]["after"]
+        w_ms = a["within"]
+        dvals = [dim_value[dn] for dn in m["dims"]]
+        joins = "".join(f" LEFT JOIN {j}" for _, j in dvals if j)
+        acols = "".join(f", {v} AS a{j}" for j, (v, _) in enumerate(dvals))
+        stmts.append(f"""CREATE OR REPLACE TEMP TABLE anchors{mi} AS
+            SELECT usr, t AS ta{acols}, fdiv(t, {w_ms}) + o.o AS bucket
+            FROM counted{joins} CROSS JOIN (VALUES (0), (1)) o(o)
+            WHERE {flt(a["where"])}""")
+        et_expr = "etype" if m["by_type"] else "NULL::VARCHAR"
+        amt = (f"amt{sum_fields.index(m['min_sum']['field'])}" if m["min_sum"]
+               else "NULL::HUGEINT")
+        pick = ""
+        if a["attribution"] != "any_touch":
+            order = ["a.ta DESC" if a["attribution"] == "last_touch" else "a.ta ASC"]
+            order += [f"encode(a.a{j}) ASC NULLS FIRST" for j in range(len(dvals))]
+            pick = f"QUALIFY row_number() OVER (PARTITION BY b.bid ORDER BY {', '.join(order)}) = 1"
+        tw = "a.ta" if a["window_on"] == "anchor" else "b.tb"
+        stmts.append(f"""CREATE OR REPLACE TEMP TABLE credits{mi} AS
+            SELECT b.bid, b.usr, b.etype, b.amount, {tw} AS tw
+                   {''.join(f', a.a{j}' for j in range(len(dvals)))}
+            FROM (SELECT (file_no::BIGINT << 40) + line_no AS bid, usr, t AS tb,
+                         {et_expr} AS etype, {amt} AS amount, fdiv(t, {w_ms}) AS bucket
+                  FROM counted WHERE {flt(m["where"])}) b
+            JOIN anchors{mi} a ON a.usr = b.usr AND a.bucket = b.bucket
+                              AND b.tb - {w_ms} <= a.ta AND a.ta < b.tb
+            {pick}""")
+        head = f"SELECT {mi} AS metric_no, usr, tw AS t, etype"
+        tail = f", amount, bid FROM credits{mi}" if any_sum else f", bid FROM credits{mi}"
+        afan.append(f"{head}, NULL::VARCHAR AS dimension, NULL::VARCHAR AS value{tail}")
+        afan += [f"{head}, {sql_str(dn)}, a{j}{tail} WHERE a{j} IS NOT NULL"
+                 for j, dn in enumerate(m["dims"])]
+    if att:
+        stmts.append("CREATE OR REPLACE TEMP TABLE akeyed AS " + "\nUNION ALL ".join(afan))
 
     # Dictionary-encode keys and users (integer GROUP BYs are ~2.5x faster than string ones).
     stmts += [
         """CREATE OR REPLACE TEMP TABLE keys AS
             SELECT row_number() OVER () AS key_id, * FROM
-            (SELECT DISTINCT metric_no, etype, dimension, value FROM keyed)""",
+            (SELECT DISTINCT metric_no, etype, dimension, value FROM keyed""" +
+        (" UNION SELECT metric_no, etype, dimension, value FROM akeyed" if att else "") + """)""",
         """CREATE OR REPLACE TEMP TABLE users AS
-            SELECT row_number() OVER () AS user_id, usr FROM (SELECT DISTINCT usr FROM keyed)""",
+            SELECT row_number() OVER () AS user_id, usr FROM (SELECT DISTINCT usr FROM keyed""" +
+        (" UNION SELECT usr FROM akeyed" if att else "") + """)""",
         f"""CREATE OR REPLACE TEMP TABLE ev AS
             SELECT k.key_id, k.metric_no, u.user_id, keyed.t{', keyed.amount' if any_sum else ''}
             FROM keyed
@@ -503,11 +608,29 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
                        AND k.value IS NOT DISTINCT FROM keyed.value
             JOIN users u ON u.usr = keyed.usr""",
     ]
+    if att:
+        stmts.append(f"""CREATE OR REPLACE TEMP TABLE aev AS
+            SELECT k.key_id, k.metric_no, u.user_id, akeyed.bid, akeyed.t{', akeyed.amount' if any_sum else ''}
+            FROM akeyed
+            JOIN keys k ON k.metric_no = akeyed.metric_no
+                       AND k.etype IS NOT DISTINCT FROM akeyed.etype
+                       AND k.dimension IS NOT DISTINCT FROM akeyed.dimension
+                       AND k.value IS NOT DISTINCT FROM akeyed.value
+            JOIN users u ON u.usr = akeyed.usr""")
     # Windows: an event at t belongs to the windows [k*slide, k*slide + size) with
     # k*slide <= t < k*slide + size, i.e. k in [fdiv(t, slide) - size/slide + 1, fdiv(t, slide)].
     # A metric counts in its own windows only. Without a threshold: count(DISTINCT user), count(*).
     # With one: per (key, window, user) the count / the sum of millionths over the whole window
     # (every pane of a sliding one), then the qualifying users and their events.
+    # Attribution metrics: the credited B's of a (key, window) are the DISTINCT B's (bid) whose
+    # credits put them there (window time t_a or t_b); a user qualifies with >= min_count
+    # (default 1) of them or a sum of their (B's) amounts >= the min_sum value.
+    def qualifies(mis: list[int]) -> str:
+        return "CASE metric_no " + " ".join(
+            f"WHEN {mi} THEN " + (
+                f"s >= {to_micros_literal(metrics[mi]['min_sum']['value'])}" if metrics[mi]["min_sum"]
+                else f"n >= {metrics[mi]['min_count'] or 1}") for mi in mis) + " END"
+
     per_spec = []
     for w in wins:
         size = duration_ms(w["size"])
@@ -518,9 +641,10 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
         window_k = (f"fdiv(t, {slide}) AS k" if n == 1 else
                     f"unnest(range(fdiv(t, {slide}) - {n - 1}, fdiv(t, {slide}) + 1)) AS k")
         plain = [mi for mi, m in enumerate(metrics) if w["name"] in m["windows"]
-                 and not m["min_count"] and not m["min_sum"]]
+                 and not m["min_count"] and not m["min_sum"] and not m["after"]]
         thresh = [mi for mi, m in enumerate(metrics) if w["name"] in m["windows"]
-                  and (m["min_count"] or m["min_sum"])]
+                  and (m["min_count"] or m["min_sum"]) and not m["after"]]
+        attw = [mi for mi in att if w["name"] in metrics[mi]["windows"]]
         bounds = f"""{sql_str(w['name'])} AS "window", k * {slide} AS window_start,
                    k * {slide} + {size} AS window_end"""
         if plain:
@@ -531,12 +655,8 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
                    count(DISTINCT user_id)::UBIGINT AS unique_users, count(*)::UBIGINT AS events
             FROM (SELECT key_id, user_id, {window_k} FROM ev{where})
             GROUP BY key_id, k""")
+        amount = "amount" if any_sum else "NULL::HUGEINT AS amount"
         if thresh:
-            qual = " ".join(
-                f"WHEN {mi} THEN " + (f"n >= {metrics[mi]['min_count']}" if metrics[mi]["min_count"]
-                                      else f"s >= {to_micros_literal(metrics[mi]['min_sum']['value'])}")
-                for mi in thresh)
-            amount = "amount" if any_sum else "NULL::HUGEINT AS amount"
             per_spec.append(f"""
             SELECT key_id, {bounds},
                    count(*)::UBIGINT AS unique_users, sum(n)::UBIGINT AS events
@@ -544,7 +664,18 @@ def build_job(cfg: dict, inputs: list[str]) -> list[str]:
                   FROM (SELECT key_id, metric_no, user_id, {amount}, {window_k} FROM ev
                         WHERE metric_no IN ({', '.join(map(str, thresh))}))
                   GROUP BY key_id, metric_no, k, user_id
-                  HAVING CASE metric_no {qual} END)
+                  HAVING {qualifies(thresh)})
+            GROUP BY key_id, k""")
+        if attw:
+            per_spec.append(f"""
+            SELECT key_id, {bounds},
+                   count(*)::UBIGINT AS unique_users, sum(n)::UBIGINT AS events
+            FROM (SELECT key_id, k, count(*) AS n, coalesce(sum(amount), 0) AS s
+                  FROM (SELECT DISTINCT key_id, metric_no, user_id, bid, amount, k
+                        FROM (SELECT key_id, metric_no, user_id, bid, {amount}, {window_k} FROM aev
+                              WHERE metric_no IN ({', '.join(map(str, attw))})))
+                  GROUP BY key_id, metric_no, k, user_id
+                  HAVING {qualifies(attw)})
             GROUP BY key_id, k""")
     names = ", ".join(f"({mi}, {sql_str(m['name'])})" for mi, m in enumerate(metrics))
     stmts.append("CREATE OR REPLACE TEMP TABLE counts AS " + "\nUNION ALL ".join(per_spec))
