@@ -101,6 +101,46 @@ min_sum = { field = "item.quantity", value = 3 }
 TOML
 } >"$DATA/bench-metrics.toml"
 
+# The attribution issue's cost target: the default config plus the seed question's attribution
+# metric (last touch, 5d, daily) and an any-touch variant (`bench-attribution.toml`).
+{ cat data/abacus.toml; cat <<'TOML'
+
+[[filters]]
+name = "opened"
+where = [{ field = "type", eq = "email_open" }]
+
+[[filters]]
+name = "black_charger"
+where = [
+  { field = "type", eq = "order_placed" },
+  { field = "item.color", in = ["black", "jet black"] },
+  { field = "item.product", regex = "(?i)charger" },
+  { field = "item.quantity", ge = 1 },
+]
+
+[[metrics]]
+name = "all"
+
+[[metrics]]
+name = "charger_after_open"
+after = "opened"
+filter = "black_charger"
+within = "5d"
+attribution = "last_touch"
+dimensions = ["campaign"]
+windows = ["daily"]
+
+[[metrics]]
+name = "charger_after_open_any"
+after = "opened"
+filter = "black_charger"
+within = "5d"
+attribution = "any_touch"
+dimensions = ["campaign"]
+windows = ["daily"]
+TOML
+} >"$DATA/bench-attribution.toml"
+
 # ---- measuring -------------------------------------------------------------------------------
 # measure KIND NAME INPUT CONFIG THREADS: one abacus run under /usr/bin/time -v, one TSV row.
 # Besides the peak RSS of /usr/bin/time, the peak *anonymous* RSS (RssAnon in /proc/PID/status,
@@ -154,6 +194,7 @@ MFILE=10m
 for _ in $(seq "$REPS"); do
     measure metrics-default "$MFILE" "$DATA/$MFILE.ndjson.zst" "$DATA/abacus.toml" 2
     measure metrics "$MFILE" "$DATA/$MFILE.ndjson.zst" "$DATA/bench-metrics.toml" 2
+    measure attribution "$MFILE" "$DATA/$MFILE.ndjson.zst" "$DATA/bench-attribution.toml" 2
 done
 
 # ---- DuckDB comparison ----------------------------------------------------------------------

@@ -49,6 +49,39 @@ dimensions = ["provider"]
 by_type = false
 "#;
 
+/// Attribution metrics (carts and orders after an email open or click), beside the plain metric:
+/// their per-user journeys must survive a kill too, and their anchor-keyed windows fire late.
+const ATTRIBUTION_METRICS: &str = r#"
+[[filters]]
+name = "touches"
+where = [{ field = "type", in = ["email_open", "email_click"] }]
+
+[[filters]]
+name = "carts"
+where = [{ field = "type", in = ["add_to_cart", "order_placed"] }]
+
+[[metrics]]
+name = "all"
+
+[[metrics]]
+name = "cart_after_touch"
+after = "touches"
+filter = "carts"
+within = "2h"
+dimensions = ["campaign"]
+windows = ["hourly", "last-24h"]
+
+[[metrics]]
+name = "cart_after_touch_any"
+after = "touches"
+filter = "carts"
+within = "1d"
+attribution = "any_touch"
+window_on = "conversion"
+min_count = 2
+by_type = false
+"#;
+
 /// [`fixture`] with `extra` appended to the config.
 fn fixture_with(events: u64, extra: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
@@ -303,6 +336,18 @@ fn sigkill_with_threshold_metrics_then_resume_gives_identical_results() {
     let f = fixture_with(30_000, THRESHOLD_METRICS);
     let reference = rows(&kill_and_resume_with("-KILL", 0x7123, &f, 10));
     for m in ["carts2", "units3"] {
+        assert!(
+            reference.iter().any(|r| r.metric == m),
+            "the workload must give {m} rows"
+        );
+    }
+}
+
+#[test]
+fn sigkill_with_attribution_metrics_then_resume_gives_identical_results() {
+    let f = fixture_with(30_000, ATTRIBUTION_METRICS);
+    let reference = rows(&kill_and_resume_with("-KILL", 0xa77, &f, 10));
+    for m in ["cart_after_touch", "cart_after_touch_any"] {
         assert!(
             reference.iter().any(|r| r.metric == m),
             "the workload must give {m} rows"

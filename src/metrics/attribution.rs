@@ -27,6 +27,10 @@ use crate::parse::{KeyStrings, key_hash};
 use crate::timefmt::Millis;
 use crate::window::{WindowSpec, Windows};
 
+/// Most dimensions an attribution metric can have (the rest are ignored; the config allows 64
+/// dimensions in all, so this is checked when the config is read).
+pub const MAX_DIMS: usize = 16;
+
 /// A dimension value id meaning "this A has no value for the dimension".
 pub const ABSENT: u32 = u32::MAX;
 /// The dimension of a total key.
@@ -254,6 +258,9 @@ pub struct Journeys {
     pub horizon: Vec<Vec<i64>>,
     /// Interned ids released while credits still refer to them (freed by `release_deferred`).
     deferred: Vec<(bool, u32)>,
+    /// A's and B's held (for the state estimate without walking every journey).
+    anchors: usize,
+    convs: usize,
     contributions: Vec<(u16, i64, u16, u32)>,
     sums: Vec<(u16, i64, u16, u32, u32, u64, i64)>,
 }
@@ -274,6 +281,8 @@ impl Journeys {
             values: Interner::default(),
             types: Interner::default(),
             deferred: Vec::new(),
+            anchors: 0,
+            convs: 0,
             contributions: Vec::new(),
             sums: Vec::new(),
         }
@@ -309,37 +318,49 @@ impl Journeys {
                 due: Millis::MAX,
                 ..Journey::default()
             });
+        // The due time depends only on the first A and the first B: recomputed when either changes.
+        let mut first = journey.anchors.is_empty() && journey.convs.is_empty();
         if hit.anchor {
             let nd = plan.dims.len();
-            let mut ids = Vec::with_capacity(nd);
-            for (i, (v, &d)) in vals.iter().zip(&plan.dims).enumerate() {
-                ids.push(match v {
-                    None => ABSENT,
-                    Some(vh) => self.values.acquire(value_key(d, *vh), *vh, || {
+            let mut ids = [ABSENT; MAX_DIMS];
+            for (i, (v, &d)) in vals.iter().zip(&plan.dims).enumerate().take(MAX_DIMS) {
+                if let Some(vh) = v {
+                    ids[i] = self.values.acquire(value_key(d, *vh), *vh, || {
                         texts
                             .as_mut()
                             .and_then(|t| t.1.get_mut(i).and_then(Option::take))
                             .unwrap_or_default()
-                    }),
-                });
+                    });
+                }
             }
+            let ids = &ids[..nd.min(MAX_DIMS)];
             let values = &self.values;
-            let at = journey.anchors.partition_point(|&a| a < t);
-            let end = journey.anchors.partition_point(|&a| a <= t);
-            let pos = at
-                + (at..end)
-                    .position(|j| {
-                        tuple_cmp(values, &journey.vals[j * nd..(j + 1) * nd], &ids).is_gt()
-                    })
-                    .unwrap_or(end - at);
-            journey.anchors.insert(pos, t);
-            journey.vals.splice(pos * nd..pos * nd, ids);
+            // In-order events append; an older one is inserted after the A's before it and the
+            // A's of its time with a smaller or equal tuple.
+            let pos = if journey.anchors.last().is_none_or(|&a| a < t) {
+                journey.anchors.len()
+            } else {
+                let at = journey.anchors.partition_point(|&a| a < t);
+                let end = journey.anchors.partition_point(|&a| a <= t);
+                at + (at..end)
+                    .position(|j| tuple_cmp(values, &journey.vals[j * nd..(j + 1) * nd], ids).is_gt())
+                    .unwrap_or(end - at)
+            };
+            first |= pos == 0;
+            if pos == journey.anchors.len() {
+                journey.anchors.push(t);
+                journey.vals.extend_from_slice(ids);
+            } else {
+                journey.anchors.insert(pos, t);
+                journey.vals.splice(pos * nd..pos * nd, ids.iter().copied());
+            }
         }
         if hit.conv {
             let ty = self.types.acquire(hit.type_hash, hit.type_hash, || {
                 texts.take().map(|t| t.0).unwrap_or_default()
             });
             let pos = journey.convs.partition_point(|c| c.t <= t);
+            first |= pos == 0;
             journey.convs.insert(
                 pos,
                 Conv {
@@ -348,6 +369,11 @@ impl Journeys {
                     amount: hit.amount,
                 },
             );
+        }
+        self.anchors += usize::from(hit.anchor);
+        self.convs += usize::from(hit.conv);
+        if !first {
+            return;
         }
         let due = due_of(
             &self.windows,
@@ -532,6 +558,7 @@ impl Journeys {
                         .all(|&s| plan.conv_range(&specs[s], b.t).1 < hi[s])
             })
             .count();
+        self.convs -= done;
         for b in j.convs.drain(..done) {
             self.deferred.push((true, b.ty));
         }
@@ -548,6 +575,7 @@ impl Journeys {
                 }
             })
             .count();
+        self.anchors -= forget;
         j.anchors.drain(..forget);
         for v in j.vals.drain(..forget * nd) {
             if v != ABSENT {
@@ -586,16 +614,12 @@ impl Journeys {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.users.capacity() * 64
-            + self
-                .users
-                .values()
-                .map(|j| {
-                    j.anchors.capacity() * 8
-                        + j.vals.capacity() * 4
-                        + j.convs.capacity() * std::mem::size_of::<Conv>()
-                })
-                .sum::<usize>()
+        // Estimated from the counts (walking every journey per batch showed in profiles): each
+        // vector's capacity is at most twice its length.
+        let nd: usize = self.plans.iter().map(|p| p.dims.len()).max().unwrap_or(0);
+        self.users.capacity() * (16 + std::mem::size_of::<Journey>() + 1)
+            + self.anchors * (8 + 4 * nd) * 3 / 2
+            + self.convs * std::mem::size_of::<Conv>() * 3 / 2
             + self.calendar.capacity() * 24
             + self.values.heap_bytes()
             + self.types.heap_bytes()
@@ -742,6 +766,8 @@ impl Journeys {
             let ty = self.types.acquire(hash, hash, || text);
             j.convs.push(Conv { t, ty, amount });
         }
+        self.anchors += j.anchors.len();
+        self.convs += j.convs.len();
         let pi = p as usize;
         j.due = due_of(
             &self.windows,

@@ -410,6 +410,18 @@ pub(crate) fn metrics(raw: &[RawMetric], names: &Names, at: At) -> Result<Vec<Me
                 "a metric needs at least one window".into(),
             ));
         }
+        let attribution = attribution(m, names, &key, at)?;
+        if attribution.is_some() && dimensions.len() > super::attribution::MAX_DIMS {
+            let span = m.dimensions.as_ref().map_or(0..0, |d| d.span());
+            return Err(at(
+                span,
+                &format!("{key}.dimensions"),
+                format!(
+                    "an attribution metric takes at most {} dimensions; list the ones to credit",
+                    super::attribution::MAX_DIMS
+                ),
+            ));
+        }
         out.push(MetricSpec {
             name: name.clone(),
             filter,
@@ -417,7 +429,7 @@ pub(crate) fn metrics(raw: &[RawMetric], names: &Names, at: At) -> Result<Vec<Me
             windows: windows.iter().fold(0u64, |m, &w| m | 1 << w),
             by_type: m.by_type.unwrap_or(true),
             threshold: threshold(m, &key, at)?,
-            attribution: attribution(m, names, &key, at)?,
+            attribution,
         });
     }
     Ok(out)
