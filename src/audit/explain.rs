@@ -115,12 +115,29 @@ fn describe_metrics(config: &Config, user: &str) -> String {
         }
     );
     for m in &config.metrics {
-        let filter = m
+        let mut filter = m
             .filter
             .and_then(|i| config.filters.get(i))
             .map_or("every counted event".to_string(), |f| {
                 format!("filter `{}` ({} clauses)", f.name, f.clauses.len())
             });
+        if let Some(a) = &m.attribution {
+            use crate::metrics::{Touch, WindowOn};
+            let after = config.filters.get(a.after).map_or("?", |f| f.name.as_str());
+            filter = format!(
+                "{filter} within {} after filter `{after}`, credited to {} (windows of the {})",
+                humantime::format_duration(std::time::Duration::from_millis(a.within.max(0) as u64)),
+                match a.touch {
+                    Touch::Last => "the last anchor",
+                    Touch::First => "the first anchor",
+                    Touch::Any => "every anchor",
+                },
+                match a.on {
+                    WindowOn::Anchor => "anchor's time; they fire `within` later",
+                    WindowOn::Conversion => "conversion's time",
+                }
+            );
+        }
         let dims: Vec<&str> = m
             .dimensions
             .iter()
