@@ -1128,15 +1128,22 @@ pub fn earliest_end(cfg: &Cfg, m: &MetricCfg, x: i64) -> i64 {
 /// Whether an accepted event is late under the watermark `wm` it sees (`None` = −∞), with
 /// allowed lateness `lateness` (`None` = unbounded): the rule of "Late events and firing" (some
 /// window of any spec containing `t` has fired), or one of the generalised rules of "Attribution
-/// metrics" for a `window_on = "anchor"` metric. Returns (late, late by the general rule).
-pub fn lateness_of(cfg: &Cfg, ev: &Ev, wm: Option<i64>, lateness: Option<i64>) -> (bool, bool) {
+/// metrics" for a `window_on = "anchor"` metric. Returns (late, late by the general rule, late by
+/// the rule for possible B's).
+pub fn lateness_of(
+    cfg: &Cfg,
+    ev: &Ev,
+    wm: Option<i64>,
+    lateness: Option<i64>,
+) -> (bool, bool, bool) {
     let (Some(l), Some(w)) = (lateness, wm) else {
-        return (false, false);
+        return (false, false, false);
     };
     let general = windows_containing(cfg, ev.t)
         .iter()
         .any(|(_, _, end)| w >= end + l);
     let mut late = general;
+    let mut by_b_rule = false;
     for m in effective_metrics(cfg) {
         if m.after.is_none() || !m.on_anchor() {
             continue;
@@ -1144,6 +1151,7 @@ pub fn lateness_of(cfg: &Cfg, ev: &Ev, wm: Option<i64>, lateness: Option<i64>) -
         let within = m.within_ms();
         if is_metric_event(cfg, &m, ev) && w >= earliest_end(cfg, &m, ev.t - within) + within + l {
             late = true;
+            by_b_rule = true;
         }
         if m.attribution_or_default() == "last_touch"
             && is_anchor(cfg, &m, ev)
@@ -1152,7 +1160,7 @@ pub fn lateness_of(cfg: &Cfg, ev: &Ev, wm: Option<i64>, lateness: Option<i64>) -
             late = true;
         }
     }
-    (late, general)
+    (late, general, by_b_rule)
 }
 
 /// What the reference computed.
@@ -1170,6 +1178,8 @@ pub struct Outcome {
     pub late_duplicates: u64,
     /// Late events that only the generalised rules of attribution metrics made late.
     pub attribution_late: u64,
+    /// Of those, the ones only the rule for last-touch anchors made late.
+    pub anchor_rule_late: u64,
     /// The counted events, in stream order.
     pub counted: Vec<Ev>,
     /// Every move of the watermark: (the new `wm`, how many events had been counted by then).
@@ -1205,7 +1215,7 @@ pub fn reference(cfg: &Cfg, files: &[Vec<u8>]) -> Outcome {
 
         // is it late under the watermark it sees? check every window that contains it, and the
         // rules of the anchor-windowed attribution metrics
-        let (late, late_by_general_rule) = lateness_of(cfg, &ev, wm, lateness);
+        let (late, late_by_general_rule, late_by_b_rule) = lateness_of(cfg, &ev, wm, lateness);
         let key = ev.id.clone().map(|id| (ev.user.clone(), id));
         let recorded = key.as_ref().and_then(|k| records.get(k).copied());
         let duplicate = match (recorded, wm) {
@@ -1225,6 +1235,9 @@ pub fn reference(cfg: &Cfg, files: &[Vec<u8>]) -> Outcome {
             out.counts.late += 1;
             if !late_by_general_rule {
                 out.attribution_late += 1;
+                if !late_by_b_rule {
+                    out.anchor_rule_late += 1;
+                }
             }
             out.late_lines.push(line.clone());
         } else {
