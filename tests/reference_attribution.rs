@@ -745,6 +745,51 @@ fn reference_late_anchor_and_late_conversion() {
     assert_eq!((r.counts.counted, r.counts.late), (8, 0));
 }
 
+/// The generalised rules at their edges (same config as above, last touch): an A or a B whose
+/// earliest anchor window has ended but has not fired (`wm < end + within + lateness`) is counted;
+/// at `wm = end + within + lateness` exactly it is late.
+///
+/// - click c1 1:45; view 2:20 (wm 2:20);
+/// - click c2 2:05: E(1:35:00.001) + 35m = 2:35 > 2:20 → counted (its window [1:00, 2:00) of
+///   t − within has ended, not fired);
+/// - buy 2:10: E(1:40) + 35m = 2:35 > 2:20 → counted; lookback [1:40, 2:10): c1, c2 → c2;
+/// - view 2:35 (wm 2:35); b's click c3 2:00: E(1:30:00.001) + 35m = 2:35 → late; b's buy 2:12:
+///   E(1:42) + 35m = 2:35 → late; b's buy 2:30: E(2:00) + 35m = 3:35 → counted, but b's only
+///   anchor was late: no credit.
+#[test]
+fn reference_lateness_rules_at_their_edges() {
+    let mut cfg = base_cfg(&[("h", "1h", None)]);
+    cfg.strategy = Strategy::Max;
+    cfg.interval = 1;
+    cfg.max_out_of_orderness = "0s".into();
+    cfg.allowed_lateness = "5m".into();
+    cfg.metrics = vec![attr("lt", "30m", None, None)];
+    let lines = [
+        click("a", 105, "c1"),
+        ev("z", 140, "view", ""),
+        click("a", 125, "c2"),
+        buy("a", 130),
+        ev("z", 155, "view", ""),
+        click("b", 120, "c3"),
+        buy("b", 132),
+        buy("b", 150),
+    ];
+    let r = outcome(&cfg, &lines);
+    assert_eq!((r.counts.counted, r.counts.late), (6, 2));
+    assert_eq!((r.attribution_late, r.anchor_rule_late), (2, 1));
+    assert_eq!(
+        r.late_lines,
+        vec![lines[5].as_bytes().to_vec(), lines[6].as_bytes().to_vec()]
+    );
+    assert_eq!(
+        r.rows,
+        vec![
+            brow("lt", None, "h", 120, 180, 1, 1),
+            brow("lt", Some("c2"), "h", 120, 180, 1, 1),
+        ]
+    );
+}
+
 /// A sliding window: a credit lands in every window of the spec containing the anchor; the B
 /// counts once per window.
 #[test]
