@@ -2,8 +2,9 @@
 //! plain sorted rows, read `_summary.json` and the `_late/` and `_rejected/` side files.
 //!
 //! `naive` holds the deliberately simple reference implementation of docs/SEMANTICS.md used by
-//! `tests/reference.rs` and `tests/reference_metrics.rs`; `refcheck` the helpers both share
-//! (rendering generated events, a small random config, comparing a run with the reference).
+//! `tests/reference.rs`, `tests/reference_metrics.rs` and `tests/reference_attribution.rs`;
+//! `refcheck` the helpers they share (rendering generated events, a small random config, comparing
+//! a run with the reference).
 #![allow(dead_code)]
 
 pub mod naive;

@@ -7,7 +7,9 @@
 //! and counts live in a `BTreeMap` per metric from (key, window) to a `BTreeMap` of user strings
 //! to (events, sum in millionths). Field paths are walked step by step through `Value` objects,
 //! filter regexes are compiled anew for every event, `min_sum` values are truncated by reading the
-//! number's decimal text digit by digit.
+//! number's decimal text digit by digit. Attribution metrics: each conversion's lookback is found
+//! by scanning every counted event for the same user's anchors, and every anchor-windowed metric's
+//! lateness rules are checked literally, as `E_m(x)` = the smallest end among the windows tried.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -136,6 +138,15 @@ pub struct MetricCfg {
     /// `None` = not written (default `true`).
     pub by_type: Option<bool>,
     pub threshold: Option<Threshold>,
+    /// Attribution (docs/SEMANTICS.md "Attribution metrics"): the anchor filter's name; `Some`
+    /// makes this an attribution metric whose `filter` selects the conversions.
+    pub after: Option<String>,
+    /// Duration text (`"1h"`); required with `after`.
+    pub within: Option<String>,
+    /// `"last_touch"` (the default), `"first_touch"` or `"any_touch"`.
+    pub attribution: Option<String>,
+    /// `"anchor"` (the default) or `"conversion"`.
+    pub window_on: Option<String>,
 }
 
 impl MetricCfg {
@@ -148,6 +159,47 @@ impl MetricCfg {
             windows: None,
             by_type: None,
             threshold: None,
+            after: None,
+            within: None,
+            attribution: None,
+            window_on: None,
+        }
+    }
+
+    /// Whether the metric counts in window spec `name`.
+    pub fn counts_in(&self, name: &str) -> bool {
+        self.windows
+            .as_ref()
+            .is_none_or(|ws| ws.iter().any(|w| w == name))
+    }
+
+    /// Whether dimension `name` is one of the metric's.
+    pub fn has_dim(&self, name: &str) -> bool {
+        self.dimensions
+            .as_ref()
+            .is_none_or(|ds| ds.iter().any(|d| d == name))
+    }
+
+    /// `within` in ms (an attribution metric's; panics without one).
+    pub fn within_ms(&self) -> i64 {
+        dur(self
+            .within
+            .as_deref()
+            .unwrap_or_else(|| panic!("metric {}: `after` without `within`", self.name)))
+    }
+
+    /// `attribution` with its default.
+    pub fn attribution_or_default(&self) -> &str {
+        self.attribution.as_deref().unwrap_or("last_touch")
+    }
+
+    /// Whether an attribution metric lands its credits in the anchor's windows (`window_on`
+    /// = `"anchor"`, the default) rather than the conversion's.
+    pub fn on_anchor(&self) -> bool {
+        match self.window_on.as_deref().unwrap_or("anchor") {
+            "anchor" => true,
+            "conversion" => false,
+            other => panic!("metric {}: window_on = {other:?}", self.name),
         }
     }
 }
@@ -303,6 +355,18 @@ impl Cfg {
                     toml_str(field)
                 )
                 .unwrap(),
+            }
+            if let Some(a) = &m.after {
+                writeln!(t, "after = {}", toml_str(a)).unwrap();
+            }
+            if let Some(w) = &m.within {
+                writeln!(t, "within = {}", toml_str(w)).unwrap();
+            }
+            if let Some(a) = &m.attribution {
+                writeln!(t, "attribution = {}", toml_str(a)).unwrap();
+            }
+            if let Some(w) = &m.window_on {
+                writeln!(t, "window_on = {}", toml_str(w)).unwrap();
             }
         }
         t
@@ -789,6 +853,10 @@ pub fn aggregate(cfg: &Cfg, events: &[Ev]) -> Vec<Row> {
     );
     let mut rows: Vec<Row> = Vec::new();
     for m in effective_metrics(cfg) {
+        if m.after.is_some() {
+            rows.extend(attribution_rows(cfg, &m, events));
+            continue;
+        }
         let filter = m.filter.as_ref().map(|name| {
             cfg.filters
                 .iter()
@@ -864,6 +932,237 @@ pub fn aggregate(cfg: &Cfg, events: &[Ev]) -> Vec<Row> {
     rows
 }
 
+/// The filter named `name`.
+pub fn find_filter<'a>(cfg: &'a Cfg, name: &str) -> &'a FilterCfg {
+    cfg.filters
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no filter {name}"))
+}
+
+/// Whether an event is one of the metric's: its `filter` matches (no `filter`: every event). For
+/// an attribution metric: whether the event is a conversion B.
+pub fn is_metric_event(cfg: &Cfg, m: &MetricCfg, ev: &Ev) -> bool {
+    match &m.filter {
+        None => true,
+        Some(name) => filter_matches(find_filter(cfg, name), &ev.json),
+    }
+}
+
+/// Whether an event is an anchor A of an attribution metric: its `after` filter matches.
+pub fn is_anchor(cfg: &Cfg, m: &MetricCfg, ev: &Ev) -> bool {
+    let name = m.after.as_ref().expect("an attribution metric");
+    filter_matches(find_filter(cfg, name), &ev.json)
+}
+
+/// The tuple of an event's values of the metric's dimensions, in `[[dimensions]]` order (`None` =
+/// absent). `Vec<Option<String>>` compares value by value, `None` before any value, strings byte
+/// by byte: exactly the tie order of docs/SEMANTICS.md "Credit".
+pub fn dim_tuple(cfg: &Cfg, m: &MetricCfg, ev: &Ev) -> Vec<Option<String>> {
+    cfg.dims
+        .iter()
+        .filter(|d| m.has_dim(&d.name))
+        .map(|d| {
+            ev.dims
+                .iter()
+                .find(|(name, _)| name == &d.name)
+                .map(|(_, v)| v.clone())
+        })
+        .collect()
+}
+
+/// The A's a conversion `events[b]` is credited to (indices into `events`), by scanning every event:
+/// the lookback is the same user's A's with `t_b − within ≤ t_a < t_b`; last/first touch take the
+/// latest/earliest, ties broken by the smallest dimension tuple; any touch takes them all. Empty
+/// when the lookback is.
+pub fn credits(cfg: &Cfg, m: &MetricCfg, events: &[Ev], b: usize) -> Vec<usize> {
+    let within = m.within_ms();
+    let tb = events[b].t;
+    let lookback: Vec<usize> = (0..events.len())
+        .filter(|&a| {
+            events[a].user == events[b].user
+                && is_anchor(cfg, m, &events[a])
+                && tb - within <= events[a].t
+                && events[a].t < tb
+        })
+        .collect();
+    if lookback.is_empty() {
+        return vec![];
+    }
+    // (time, tuple) of each A; the winner is the smallest or largest time, then the smallest tuple
+    let key = |a: usize| (events[a].t, dim_tuple(cfg, m, &events[a]));
+    match m.attribution_or_default() {
+        "any_touch" => lookback,
+        "last_touch" => {
+            let latest = lookback.iter().map(|&a| events[a].t).max().unwrap();
+            let best = lookback
+                .iter()
+                .copied()
+                .filter(|&a| events[a].t == latest)
+                .min_by_key(|&a| key(a))
+                .unwrap();
+            vec![best]
+        }
+        "first_touch" => {
+            let earliest = lookback.iter().map(|&a| events[a].t).min().unwrap();
+            let best = lookback
+                .iter()
+                .copied()
+                .filter(|&a| events[a].t == earliest)
+                .min_by_key(|&a| key(a))
+                .unwrap();
+            vec![best]
+        }
+        other => panic!("metric {}: attribution = {other:?}", m.name),
+    }
+}
+
+/// An attribution metric's rows over the counted `events` (docs/SEMANTICS.md "Attribution
+/// metrics"): every B's credits, the windows each credit lands in (the anchor's or the
+/// conversion's), the set of (key, window) cells the B contributes to (each once), then per cell
+/// the users' credited B's and the threshold.
+pub fn attribution_rows(cfg: &Cfg, m: &MetricCfg, events: &[Ev]) -> Vec<Row> {
+    type Cell = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        i64,
+        i64,
+    );
+    // cell → user → the indices of the user's credited B's
+    let mut acc: BTreeMap<Cell, BTreeMap<String, std::collections::BTreeSet<usize>>> =
+        BTreeMap::new();
+    for b in 0..events.len() {
+        if !is_metric_event(cfg, m, &events[b]) {
+            continue;
+        }
+        let t = if m.by_type.unwrap_or(true) {
+            Some(events[b].event_type.clone())
+        } else {
+            None
+        };
+        let mut cells: std::collections::BTreeSet<Cell> = Default::default();
+        for a in credits(cfg, m, events, b) {
+            let at = if m.on_anchor() {
+                events[a].t
+            } else {
+                events[b].t
+            };
+            for (wname, start, end) in windows_containing(cfg, at) {
+                if !m.counts_in(&wname) {
+                    continue;
+                }
+                cells.insert((t.clone(), None, None, wname.clone(), start, end));
+                for (dn, dv) in &events[a].dims {
+                    if m.has_dim(dn) {
+                        cells.insert((
+                            t.clone(),
+                            Some(dn.clone()),
+                            Some(dv.clone()),
+                            wname.clone(),
+                            start,
+                            end,
+                        ));
+                    }
+                }
+            }
+        }
+        for c in cells {
+            acc.entry(c)
+                .or_default()
+                .entry(events[b].user.clone())
+                .or_default()
+                .insert(b);
+        }
+    }
+    let mut rows = Vec::new();
+    for ((event_type, dimension, value, window, start_ms, end_ms), users) in acc {
+        let mut unique_users = 0;
+        let mut n_events = 0;
+        for bs in users.values() {
+            let count = bs.len() as u64;
+            let qualifies = match &m.threshold {
+                None => true,
+                Some(Threshold::MinCount(n)) => count >= *n,
+                Some(Threshold::MinSum { field, value }) => {
+                    let sum: i128 = bs
+                        .iter()
+                        .map(|&b| millionths(lookup_path(&events[b].json, field)))
+                        .sum();
+                    sum_reaches(sum, value)
+                }
+            };
+            if qualifies {
+                unique_users += 1;
+                n_events += count;
+            }
+        }
+        if unique_users >= 1 {
+            rows.push(Row {
+                metric: m.name.clone(),
+                event_type,
+                dimension,
+                value,
+                window,
+                start_ms,
+                end_ms,
+                unique_users,
+                events: n_events,
+            });
+        }
+    }
+    rows
+}
+
+/// `E_m(x)`: the earliest end among the windows of the metric's specs that contain `x`.
+pub fn earliest_end(cfg: &Cfg, m: &MetricCfg, x: i64) -> i64 {
+    windows_containing(cfg, x)
+        .into_iter()
+        .filter(|(name, _, _)| m.counts_in(name))
+        .map(|(_, _, end)| end)
+        .min()
+        .unwrap_or_else(|| panic!("metric {}: no window contains {x}", m.name))
+}
+
+/// Whether an accepted event is late under the watermark `wm` it sees (`None` = −∞), with
+/// allowed lateness `lateness` (`None` = unbounded): the rule of "Late events and firing" (some
+/// window of any spec containing `t` has fired), or one of the generalised rules of "Attribution
+/// metrics" for a `window_on = "anchor"` metric. Returns (late, late by the general rule, late by
+/// the rule for possible B's).
+pub fn lateness_of(
+    cfg: &Cfg,
+    ev: &Ev,
+    wm: Option<i64>,
+    lateness: Option<i64>,
+) -> (bool, bool, bool) {
+    let (Some(l), Some(w)) = (lateness, wm) else {
+        return (false, false, false);
+    };
+    let general = windows_containing(cfg, ev.t)
+        .iter()
+        .any(|(_, _, end)| w >= end + l);
+    let mut late = general;
+    let mut by_b_rule = false;
+    for m in effective_metrics(cfg) {
+        if m.after.is_none() || !m.on_anchor() {
+            continue;
+        }
+        let within = m.within_ms();
+        if is_metric_event(cfg, &m, ev) && w >= earliest_end(cfg, &m, ev.t - within) + within + l {
+            late = true;
+            by_b_rule = true;
+        }
+        if m.attribution_or_default() == "last_touch"
+            && is_anchor(cfg, &m, ev)
+            && w >= earliest_end(cfg, &m, ev.t - within + 1) + within + l
+        {
+            late = true;
+        }
+    }
+    (late, general, by_b_rule)
+}
+
 /// What the reference computed.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -877,6 +1176,14 @@ pub struct Outcome {
     pub recounted: u64,
     /// Duplicates that would have been late had they not been duplicates.
     pub late_duplicates: u64,
+    /// Late events that only the generalised rules of attribution metrics made late.
+    pub attribution_late: u64,
+    /// Of those, the ones only the rule for last-touch anchors made late.
+    pub anchor_rule_late: u64,
+    /// The counted events, in stream order.
+    pub counted: Vec<Ev>,
+    /// Every move of the watermark: (the new `wm`, how many events had been counted by then).
+    pub wm_steps: Vec<(i64, usize)>,
 }
 
 /// Runs the whole contract over the (decompressed) input files, in order.
@@ -906,13 +1213,9 @@ pub fn reference(cfg: &Cfg, files: &[Vec<u8>]) -> Outcome {
         };
         let g = times.len();
 
-        // is it late under the watermark it sees? check every window that contains it
-        let late = match (lateness, wm) {
-            (Some(l), Some(w)) => windows_containing(cfg, ev.t)
-                .iter()
-                .any(|(_, _, end)| w >= end + l),
-            _ => false,
-        };
+        // is it late under the watermark it sees? check every window that contains it, and the
+        // rules of the anchor-windowed attribution metrics
+        let (late, late_by_general_rule, late_by_b_rule) = lateness_of(cfg, &ev, wm, lateness);
         let key = ev.id.clone().map(|id| (ev.user.clone(), id));
         let recorded = key.as_ref().and_then(|k| records.get(k).copied());
         let duplicate = match (recorded, wm) {
@@ -930,6 +1233,12 @@ pub fn reference(cfg: &Cfg, files: &[Vec<u8>]) -> Outcome {
             }
         } else if late {
             out.counts.late += 1;
+            if !late_by_general_rule {
+                out.attribution_late += 1;
+                if !late_by_b_rule {
+                    out.anchor_rule_late += 1;
+                }
+            }
             out.late_lines.push(line.clone());
         } else {
             if let Some(k) = key {
@@ -958,12 +1267,17 @@ pub fn reference(cfg: &Cfg, files: &[Vec<u8>]) -> Outcome {
                 }
                 Strategy::Max => *times.iter().max().unwrap() - ooo,
             };
-            wm = Some(match wm {
+            let new = match wm {
                 Some(w) => w.max(candidate),
                 None => candidate,
-            });
+            };
+            if wm != Some(new) {
+                out.wm_steps.push((new, counted.len()));
+            }
+            wm = Some(new);
         }
     }
     out.rows = aggregate(cfg, &counted);
+    out.counted = counted;
     out
 }

@@ -1,5 +1,5 @@
 //! Helpers shared by the tests against the naive reference (tests/reference.rs,
-//! tests/reference_metrics.rs): JSON and RFC 3339 rendering for generated inputs, and the
+//! tests/reference_metrics.rs, tests/reference_attribution.rs): JSON and RFC 3339 rendering for generated inputs, and the
 //! comparison of one run of the binary with the reference's outcome.
 #![allow(dead_code)]
 
