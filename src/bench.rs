@@ -147,7 +147,15 @@ pub fn count_all(w: &Workload, events: &[(Event, usize, usize)], keys: &[u64]) -
         let ids_of = |j: usize| &ids[at_ids[j]..at_ids[j] + chunk[j].2];
         state.apply_in_order(
             chunk.len(),
-            |j| (&chunk[j].0, hashes(j), ids_of(j), &[][..], Default::default()),
+            |j| {
+                (
+                    &chunk[j].0,
+                    hashes(j),
+                    ids_of(j),
+                    &[][..],
+                    Default::default(),
+                )
+            },
             |j| wms[j],
             |_, _| {},
         );

@@ -199,10 +199,12 @@ impl Piece {
                     let hits_at = bucket.hits.len() as u32;
                     if !hits.is_empty() {
                         let base = bucket.hit_vals.len() as u32;
-                        bucket.hits.extend(hits.iter().map(|h| crate::metrics::attribution::Hit {
-                            vals_at: h.vals_at + base,
-                            ..*h
-                        }));
+                        bucket
+                            .hits
+                            .extend(hits.iter().map(|h| crate::metrics::attribution::Hit {
+                                vals_at: h.vals_at + base,
+                                ..*h
+                            }));
                         bucket.hit_vals.extend_from_slice(vals);
                     }
                     bucket.events.push(Routed {

@@ -267,8 +267,8 @@ fn kill_and_resume(signal: &str, seed: u64) {
 /// Kills (or interrupts) runs at seeded random points until `min_kills` landed, then lets it
 /// finish and compares with an uninterrupted run; returns that reference's out dir.
 fn kill_and_resume_with(signal: &str, seed: u64, f: &Fixture, min_kills: u64) -> PathBuf {
-    let reference = reference(&f);
-    let mut total = duration_of(&f);
+    let reference = reference(f);
+    let mut total = duration_of(f);
     let (out, ck) = (f.root.join("out"), f.root.join("ck"));
     let mut rng = Rng(seed);
     let mut resume = false;
@@ -283,7 +283,7 @@ fn kill_and_resume_with(signal: &str, seed: u64, f: &Fixture, min_kills: u64) ->
             Duration::from_secs(600)
         };
         let started = Instant::now();
-        let o = run_and_signal(&f, &out, &ck, resume, delay, signal);
+        let o = run_and_signal(f, &out, &ck, resume, delay, signal);
         let took = started.elapsed();
         let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(!stderr.contains("panicked"), "{stderr}");

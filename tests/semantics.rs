@@ -1634,11 +1634,13 @@ fn attribution_needs_b_strictly_after_a_and_within() {
 #[test]
 fn an_event_that_is_both_a_and_b_never_follows_itself() {
     // One filter for both roles: every event is an A and a B.
-    let cfg = attr_cfg("within = \"1h\"", "unbounded").replace(
-        "filter = \"bought\"",
-        "filter = \"opened\"",
-    );
-    let input = lines(&[open("a", T0, "X"), open("b", T0, "X"), open("b", T0 + MIN, "Y")]);
+    let cfg = attr_cfg("within = \"1h\"", "unbounded")
+        .replace("filter = \"bought\"", "filter = \"opened\"");
+    let input = lines(&[
+        open("a", T0, "X"),
+        open("b", T0, "X"),
+        open("b", T0 + MIN, "Y"),
+    ]);
     let out = run_case(&cfg, &input);
     // a: its only event follows nothing. b: the second open follows the first (credited to X).
     let rows = vec![
@@ -1679,13 +1681,21 @@ fn last_first_and_any_touch_credit() {
     // first: B 1:45 → X (1:00), B 2:15 → Y.
     check(
         &run("first_touch"),
-        vec![a_total(T0, 1, 2), a_dim("X", T0, 1, 1), a_dim("Y", T0, 1, 1)],
+        vec![
+            a_total(T0, 1, 2),
+            a_dim("X", T0, 1, 1),
+            a_dim("Y", T0, 1, 1),
+        ],
         counts(4, 4, 0, 0, 0),
     );
     // any: B 1:45 → X and Y, B 2:15 → Y; the total row counts each B once.
     check(
         &run("any_touch"),
-        vec![a_total(T0, 1, 2), a_dim("X", T0, 1, 1), a_dim("Y", T0, 1, 2)],
+        vec![
+            a_total(T0, 1, 2),
+            a_dim("X", T0, 1, 1),
+            a_dim("Y", T0, 1, 2),
+        ],
         counts(4, 4, 0, 0, 0),
     );
     // The default is last touch.
@@ -1803,7 +1813,7 @@ fn a_late_anchor_counts_nowhere_and_credits_nothing() {
     // from wm ≥ E(23:30:00.001 day 0) + 1h + 1h = 02:00 on day 1.
     let cfg = attr_cfg("within = \"1h\"", "1h");
     let input = lines(&[
-        ev("b", T0 + DAY + 2 * H, "other"), // wm = 02:00 day 1
+        ev("b", T0 + DAY + 2 * H, "other"),  // wm = 02:00 day 1
         open("a", T0 + DAY + 30 * MIN, "X"), // late
         ev("a", T0 + DAY + 2 * H + MIN, "buy"),
     ]);
@@ -1908,13 +1918,19 @@ fn attribution_config_mistakes_are_refused() {
     let base = attr_cfg("within = \"1h\"", "unbounded");
     let cases = [
         (base.replace("within = \"1h\"\n", ""), "needs `within`"),
-        (base.replace("within = \"1h\"", "within = \"0s\""), "positive duration"),
+        (
+            base.replace("within = \"1h\"", "within = \"0s\""),
+            "positive duration",
+        ),
         (
             base.replace("after = \"opened\"", "after = \"nope\""),
             "no `[[filters]]` named `nope`",
         ),
         (
-            base.replace("within = \"1h\"", "within = \"1h\"\nattribution = \"middle\""),
+            base.replace(
+                "within = \"1h\"",
+                "within = \"1h\"\nattribution = \"middle\"",
+            ),
             "last_touch, first_touch, any_touch",
         ),
         (

@@ -126,7 +126,9 @@ fn describe_metrics(config: &Config, user: &str) -> String {
             let after = config.filters.get(a.after).map_or("?", |f| f.name.as_str());
             filter = format!(
                 "{filter} within {} after filter `{after}`, credited to {} (windows of the {})",
-                humantime::format_duration(std::time::Duration::from_millis(a.within.max(0) as u64)),
+                humantime::format_duration(
+                    std::time::Duration::from_millis(a.within.max(0) as u64)
+                ),
                 match a.touch {
                     Touch::Last => "the last anchor",
                     Touch::First => "the first anchor",

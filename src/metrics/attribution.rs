@@ -98,7 +98,11 @@ pub fn late_at(
         return Millis::MAX;
     }
     let bound = |x: Millis| {
-        let e = specs.iter().map(|s| s.first_end(x)).min().unwrap_or(Millis::MAX);
+        let e = specs
+            .iter()
+            .map(|s| s.first_end(x))
+            .min()
+            .unwrap_or(Millis::MAX);
         clamp(e as i128 + within as i128 + l as i128)
     };
     let mut at = Millis::MAX;
@@ -307,9 +311,10 @@ impl Journeys {
         let plan = &self.plans[p];
         let new_type = hit.conv && self.types.get(hit.type_hash).is_none();
         let new_value = hit.anchor
-            && vals.iter().zip(&plan.dims).any(|(v, &d)| {
-                v.is_some_and(|vh| self.values.get(value_key(d, vh)).is_none())
-            });
+            && vals
+                .iter()
+                .zip(&plan.dims)
+                .any(|(v, &d)| v.is_some_and(|vh| self.values.get(value_key(d, vh)).is_none()));
         let mut texts = if new_type || new_value { texts() } else { None };
         let journey = self
             .users
@@ -343,7 +348,9 @@ impl Journeys {
                 let at = journey.anchors.partition_point(|&a| a < t);
                 let end = journey.anchors.partition_point(|&a| a <= t);
                 at + (at..end)
-                    .position(|j| tuple_cmp(values, &journey.vals[j * nd..(j + 1) * nd], ids).is_gt())
+                    .position(|j| {
+                        tuple_cmp(values, &journey.vals[j * nd..(j + 1) * nd], ids).is_gt()
+                    })
                     .unwrap_or(end - at)
             };
             first |= pos == 0;
@@ -467,7 +474,9 @@ impl Journeys {
             if !plan.specs.iter().any(|&s| in_range(s)) {
                 continue;
             }
-            let from = j.anchors.partition_point(|&a| a < b.t.saturating_sub(plan.within));
+            let from = j
+                .anchors
+                .partition_point(|&a| a < b.t.saturating_sub(plan.within));
             let to = j.anchors.partition_point(|&a| a < b.t);
             if from >= to {
                 continue;
@@ -509,12 +518,17 @@ impl Journeys {
                 self.sums.push((s, k, d, v, b.ty, 1, b.amount));
             }
         }
-        self.sums.sort_unstable_by_key(|x| (x.0, x.1, x.2, x.3, x.4));
+        self.sums
+            .sort_unstable_by_key(|x| (x.0, x.1, x.2, x.3, x.4));
         let mut i = 0;
         while i < self.sums.len() {
             let (s, k, d, v, ty, mut n, mut sum) = self.sums[i];
             i += 1;
-            while let Some(x) = self.sums.get(i).filter(|x| (x.0, x.1, x.2, x.3, x.4) == (s, k, d, v, ty)) {
+            while let Some(x) = self
+                .sums
+                .get(i)
+                .filter(|x| (x.0, x.1, x.2, x.3, x.4) == (s, k, d, v, ty))
+            {
                 n += x.5;
                 sum = sum.saturating_add(x.6);
                 i += 1;
@@ -571,7 +585,8 @@ impl Journeys {
                 None => true,
                 Some(now) => {
                     first_b.is_none_or(|b| a < b.saturating_sub(plan.within))
-                        && now >= anchor_free_at(&self.windows, plan, &self.plan_specs[p as usize], a)
+                        && now
+                            >= anchor_free_at(&self.windows, plan, &self.plan_specs[p as usize], a)
                 }
             })
             .count();

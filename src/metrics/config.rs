@@ -295,10 +295,17 @@ fn attribution(m: &RawMetric, names: &Names, key: &str, at: At) -> Result<Option
             at(
                 w.span(),
                 &format!("{key}.within"),
-                format!("`{}` is not a positive duration (e.g. \"90m\", \"5d\")", w.get_ref()),
+                format!(
+                    "`{}` is not a positive duration (e.g. \"90m\", \"5d\")",
+                    w.get_ref()
+                ),
             )
         })?;
-    let touch = match m.attribution.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+    let touch = match m
+        .attribution
+        .as_ref()
+        .map(|v| (v.get_ref().as_str(), v.span()))
+    {
         None | Some(("last_touch", _)) => Touch::Last,
         Some(("first_touch", _)) => Touch::First,
         Some(("any_touch", _)) => Touch::Any,
@@ -310,7 +317,11 @@ fn attribution(m: &RawMetric, names: &Names, key: &str, at: At) -> Result<Option
             ));
         }
     };
-    let on = match m.window_on.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+    let on = match m
+        .window_on
+        .as_ref()
+        .map(|v| (v.get_ref().as_str(), v.span()))
+    {
         None | Some(("anchor", _)) => WindowOn::Anchor,
         Some(("conversion", _)) => WindowOn::Conversion,
         Some((other, span)) => {

@@ -221,7 +221,7 @@ impl AttrPlan {
 }
 
 /// The event-type hash of a metric with `by_type = false` (all types share its keys).
-const UNTYPED: u64 = 0x5eed_0f_a11_7e5;
+const UNTYPED: u64 = 0x5eed_0fa1_17e5;
 
 impl MetricPlan {
     fn all(config: &Config, paths: &mut path::Paths) -> Vec<MetricPlan> {
@@ -456,7 +456,10 @@ impl Parser {
                     specs: (0..nspecs.min(64))
                         .filter(|&s| m.kind.windows >> s & 1 == 1)
                         .collect(),
-                    rule: m.kind.rule.unwrap_or(crate::metrics::threshold::Rule::Count(1)),
+                    rule: m
+                        .kind
+                        .rule
+                        .unwrap_or(crate::metrics::threshold::Rule::Count(1)),
                     by_type: m.by_type,
                 })
             })
@@ -554,13 +557,20 @@ impl Parser {
 
     /// The slow path of attribution metric `plan`: the event type and the metric's dimension
     /// values of `line` as strings (the same extraction as [`parse`](Self::parse)).
-    pub fn describe_hit(&mut self, line: &[u8], plan: u16) -> Option<crate::metrics::attribution::Texts> {
+    pub fn describe_hit(
+        &mut self,
+        line: &[u8],
+        plan: u16,
+    ) -> Option<crate::metrics::attribution::Texts> {
         let r = self.with_fields(line, |p, f| {
             let et: Box<str> = match f[p.event_type] {
                 Some(Field::Str(s)) => s.into(),
                 _ => Box::from(""),
             };
-            let m = p.metrics.iter().find(|m| m.attr.as_ref().is_some_and(|a| a.plan == plan))?;
+            let m = p
+                .metrics
+                .iter()
+                .find(|m| m.attr.as_ref().is_some_and(|a| a.plan == plan))?;
             let mut values = Vec::with_capacity(m.dims.len());
             for &i in &m.dims {
                 let d = &p.dims[i];
