@@ -318,8 +318,18 @@ impl Partition {
     /// sorted in output order (spec, window, key hash), so merging the partitions is a linear
     /// merge of sorted runs, and with their key strings collected here, in parallel.
     fn fire(&mut self, watermark: Option<Millis>) {
+        self.collect(|state, out| state.fire(watermark, out));
+    }
+
+    /// One step of the end of input: the open windows of spec `s` below index `h` fire.
+    fn fire_end_step(&mut self, s: usize, h: i64) {
+        self.collect(|state, out| state.fire_end_step(s, h, out));
+    }
+
+    /// Runs `fire` on the state and readies its rows as [`fire`](Self::fire) describes.
+    fn collect(&mut self, fire: impl FnOnce(&mut PartitionState, &mut Vec<Fired>)) {
         self.fired.clear();
-        self.state.fire(watermark, &mut self.fired);
+        fire(&mut self.state, &mut self.fired);
         self.fired
             .sort_unstable_by_key(|f| (f.spec, f.window, f.hash));
         self.strings.clear();
@@ -1192,51 +1202,57 @@ write the stream to a file first, or run without checkpoints",
         .spawn(move || -> Result<u64> {
             let mut w = PartWriter::new(&out_dir, manifest, first_part);
             // Arrow columns are built here, off the main thread, from the shared key strings.
-            let encode = |rows: &[OutRow], keys: &[Arc<KeyStrings>]| {
-                // Each key's strings, copied once into one local buffer: rows visit the keys in
-                // hash order, and reading the strings through the shared keys row by row missed
-                // the cache on nearly every row (the partition threads allocated and last
-                // touched them).
-                let mut text = String::new();
-                let mut span = |s: &str| {
-                    text.push_str(s);
-                    text.len() - s.len()..text.len()
+            // Batches of at most 64 Ki rows: the Arrow builders of a whole firing of a
+            // high-cardinality input would hold gigabytes.
+            let encode =
+                |rows: &[OutRow], keys: &[Arc<KeyStrings>], w: &mut PartWriter| -> Result<()> {
+                    // Each key's strings, copied once into one local buffer: rows visit the keys in
+                    // hash order, and reading the strings through the shared keys row by row missed
+                    // the cache on nearly every row (the partition threads allocated and last
+                    // touched them).
+                    let mut text = String::new();
+                    let mut span = |s: &str| {
+                        text.push_str(s);
+                        text.len() - s.len()..text.len()
+                    };
+                    let local: Vec<_> = keys
+                        .iter()
+                        .map(|k| {
+                            let metric = metrics.get(k.metric as usize).map_or("", String::as_str);
+                            let dim = k.dimension.map(|d| dims[d as usize].as_str());
+                            let et = k.event_type.as_deref().map(&mut span);
+                            (metric, et, dim, k.value.as_deref().map(&mut span))
+                        })
+                        .collect();
+                    for chunk in rows.chunks(1 << 16) {
+                        let mut b = RowsBuilder::with_capacity(chunk.len());
+                        for r in chunk {
+                            let spec = &specs[r.spec as usize];
+                            let (metric, event_type, dim, value) = &local[r.key as usize];
+                            b.push(
+                                crate::sink::RowKey {
+                                    metric,
+                                    event_type: event_type.clone().map(|t| &text[t]),
+                                    dimension: *dim,
+                                    value: value.clone().map(|v| &text[v]),
+                                },
+                                &spec.name,
+                                spec.start(r.window),
+                                spec.end(r.window),
+                                r.unique,
+                                r.events,
+                            );
+                        }
+                        w.write(&b.finish()?)?;
+                    }
+                    Ok(())
                 };
-                let local: Vec<_> = keys
-                    .iter()
-                    .map(|k| {
-                        let metric = metrics.get(k.metric as usize).map_or("", String::as_str);
-                        let dim = k.dimension.map(|d| dims[d as usize].as_str());
-                        let et = k.event_type.as_deref().map(&mut span);
-                        (metric, et, dim, k.value.as_deref().map(&mut span))
-                    })
-                    .collect();
-                let mut b = RowsBuilder::with_capacity(rows.len());
-                for r in rows {
-                    let spec = &specs[r.spec as usize];
-                    let (metric, event_type, dim, value) = &local[r.key as usize];
-                    b.push(
-                        crate::sink::RowKey {
-                            metric,
-                            event_type: event_type.clone().map(|t| &text[t]),
-                            dimension: *dim,
-                            value: value.clone().map(|v| &text[v]),
-                        },
-                        &spec.name,
-                        spec.start(r.window),
-                        spec.end(r.window),
-                        r.unique,
-                        r.events,
-                    );
-                }
-                b.finish()
-            };
             let mut failed: Option<Error> = None;
             for msg in sink_rx {
                 match msg {
                     SinkMsg::Rows(rows, keys) => {
                         if failed.is_none() {
-                            failed = encode(&rows, &keys).and_then(|batch| w.write(&batch)).err();
+                            failed = encode(&rows, &keys, &mut w).err();
                         }
                     }
                     SinkMsg::Flush(ack) => {
@@ -1494,7 +1510,43 @@ fn drive(engine: &mut Engine, opts: &RunOptions, start: Position) -> Result<()> 
         engine.batch(&buf, pos)?;
         buf.clear();
     }
-    // End of input: every window still open fires (partitions in parallel).
+    fire_end(engine)
+}
+
+/// Most steps the end-of-input firing of one window spec is cut into.
+const END_STEPS: i128 = 64;
+
+/// End of input: every window still open fires (partitions in parallel) — spec by spec, in at
+/// most [`END_STEPS`] ascending ranges of window indexes, each merged and handed to the sink
+/// before the next fires. The rows and their order are those of one firing of everything, but
+/// only one step's rows are held at a time: with a million live keys the open windows hold tens
+/// of millions of rows, which as one batch peaked at 4 GB.
+fn fire_end(engine: &mut Engine) -> Result<()> {
+    let pool = &engine.pool;
+    let parts = &mut engine.parts;
+    pool.install(|| parts.par_iter_mut().for_each(|p| p.state.begin_end()));
+    for s in 0..engine.config.windows.specs.len() {
+        let range = engine
+            .parts
+            .iter()
+            .filter_map(|p| p.state.open_windows(s))
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+        let Some((lo, hi)) = range else {
+            continue;
+        };
+        let span = i128::from(hi) - i128::from(lo) + 1;
+        let step = ((span + END_STEPS - 1) / END_STEPS).max(1);
+        let mut bound = i128::from(lo);
+        while bound <= i128::from(hi) {
+            bound += step;
+            let h = bound.min(i128::from(i64::MAX)) as i64;
+            let parts = &mut engine.parts;
+            engine
+                .pool
+                .install(|| parts.par_iter_mut().for_each(|p| p.fire_end_step(s, h)));
+            engine.emit_fired()?;
+        }
+    }
     let parts = &mut engine.parts;
     engine
         .pool

@@ -306,6 +306,8 @@ pub struct PartitionState {
     credits: Vec<Credit>,
     /// Keys allocated since the last `free_idle_keys`.
     allocated: usize,
+    /// The end of input has begun (its journeys are credited).
+    ended: bool,
     parser: Parser,
 }
 
@@ -326,6 +328,7 @@ impl PartitionState {
             journeys: Journeys::new(parser.attribution_plans(windows.specs.len()), windows),
             credits: Vec::new(),
             allocated: 0,
+            ended: false,
             windows: windows.clone(),
             groups,
             horizon: vec![i64::MIN; windows.specs.len()],
@@ -636,59 +639,13 @@ impl PartitionState {
     pub fn fire(&mut self, wm: Option<Millis>, out: &mut Vec<Fired>) {
         let mut advanced = false;
         let credited = self.credit_journeys(wm);
-        for (s, spec) in self.windows.specs.iter().enumerate() {
+        for s in 0..self.windows.specs.len() {
             let h = match wm {
-                Some(wm) => spec.horizon(wm, self.windows.lateness),
+                Some(wm) => self.windows.specs[s].horizon(wm, self.windows.lateness),
                 None => i64::MAX,
             };
-            let fired = self.horizon[s];
             let forced = credited >> s.min(63) & 1 == 1;
-            if h <= fired && !forced {
-                continue;
-            }
-            let h = h.max(fired);
-            if h > fired {
-                self.horizon[s] = h;
-                advanced = true;
-            }
-            let n = spec.panes();
-            let keys = &mut self.keys;
-            self.pending[s].retain(|&key| {
-                let entry = &mut keys[key as usize];
-                let hash = entry.hash;
-                let counted = entry.rule.is_some();
-                let lane = entry.lane_mut(s);
-                let tail = lane.tail.idx;
-                lane.flush();
-                let from = out.len();
-                if counted {
-                    emit_counted(&mut lane.cells, h, key, s as u16, out);
-                } else {
-                    emit(
-                        &mut lane.cells,
-                        &mut lane.carry,
-                        n,
-                        fired,
-                        h,
-                        key,
-                        s as u16,
-                        out,
-                    );
-                }
-                for f in &mut out[from..] {
-                    f.hash = hash;
-                }
-                // The newest cell goes back inline if it is still open: the next in-order event
-                // of this key then touches no heap memory.
-                if tail != NO_TAIL
-                    && let Some(&last) = lane.cells.last()
-                    && last.idx == tail
-                {
-                    lane.cells.pop();
-                    lane.tail = last;
-                }
-                !lane.is_empty()
-            });
+            advanced |= self.fire_spec(s, h, forced, out);
         }
         // Pruning scans the whole map; doing it only once the map grew by half since the last scan
         // keeps the cost amortised O(1) per entry while memory stays within 1.5× the live set.
@@ -713,6 +670,90 @@ impl PartitionState {
         if advanced {
             self.dedup.prune(wm.unwrap_or(Millis::MAX));
         }
+    }
+
+    /// Fires the windows of spec `s` below index `h` (and, when `forced`, the attribution cells
+    /// just added below the horizon); returns whether the horizon moved.
+    fn fire_spec(&mut self, s: usize, h: i64, forced: bool, out: &mut Vec<Fired>) -> bool {
+        let fired = self.horizon[s];
+        if h <= fired && !forced {
+            return false;
+        }
+        let h = h.max(fired);
+        self.horizon[s] = h;
+        let n = self.windows.specs[s].panes();
+        let keys = &mut self.keys;
+        self.pending[s].retain(|&key| {
+            let entry = &mut keys[key as usize];
+            let hash = entry.hash;
+            let counted = entry.rule.is_some();
+            let lane = entry.lane_mut(s);
+            let tail = lane.tail.idx;
+            lane.flush();
+            let from = out.len();
+            if counted {
+                emit_counted(&mut lane.cells, h, key, s as u16, out);
+            } else {
+                emit(
+                    &mut lane.cells,
+                    &mut lane.carry,
+                    n,
+                    fired,
+                    h,
+                    key,
+                    s as u16,
+                    out,
+                );
+            }
+            for f in &mut out[from..] {
+                f.hash = hash;
+            }
+            // The newest cell goes back inline if it is still open: the next in-order event
+            // of this key then touches no heap memory.
+            if tail != NO_TAIL
+                && let Some(&last) = lane.cells.last()
+                && last.idx == tail
+            {
+                lane.cells.pop();
+                lane.tail = last;
+            }
+            !lane.is_empty()
+        });
+        h > fired
+    }
+
+    /// The end of input, one step: every window still open is final, and this fires those of
+    /// spec `s` below index `h`. Firing the end in ascending steps, spec by spec, gives the rows in
+    /// the order one [`fire`](Self::fire)`(None)` would, but holds only one step's rows at a time
+    /// (a high-cardinality input's open windows can hold tens of millions of rows). Call
+    /// [`begin_end`](Self::begin_end) first; [`fire`](Self::fire)`(None)` afterwards fires
+    /// anything left and frees the state.
+    pub fn fire_end_step(&mut self, s: usize, h: i64, out: &mut Vec<Fired>) {
+        self.fire_spec(s, h, false, out);
+    }
+
+    /// The end of input begins: the attribution journeys are credited to every window (the cells
+    /// then wait in their lanes for [`fire_end_step`](Self::fire_end_step)).
+    pub fn begin_end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.credit_journeys(None);
+        }
+    }
+
+    /// The window indexes of spec `s` that may still hold counts: `None` when none do.
+    pub fn open_windows(&self, s: usize) -> Option<(i64, i64)> {
+        let n = self.windows.specs[s].panes();
+        let mut range: Option<(i64, i64)> = None;
+        for &key in &self.pending[s] {
+            let lane = self.keys[key as usize].lane(s);
+            for c in lane.all() {
+                let (lo, hi) = range.get_or_insert((c.idx, c.idx));
+                *lo = (*lo).min(c.idx - (n - 1));
+                *hi = (*hi).max(c.idx);
+            }
+        }
+        range.map(|(lo, hi)| (lo.max(self.horizon[s]), hi))
     }
 
     /// Adds the attribution credits of the windows `wm` closes to their keys' counters (which the
