@@ -430,6 +430,13 @@ fn u64_column(batch: &RecordBatch, name: &str) -> Vec<u64> {
 
 /// All rows of all `part-*.parquet` files, sorted.
 pub fn read_rows(out: &Path) -> Vec<Row> {
+    let mut rows = read_rows_in_order(out);
+    rows.sort();
+    rows
+}
+
+/// Every row of the part files in file order (part file by part file, row by row).
+pub fn read_rows_in_order(out: &Path) -> Vec<Row> {
     let mut rows = Vec::new();
     for f in part_files(out) {
         let file = fs::File::open(&f).unwrap();
@@ -463,7 +470,6 @@ pub fn read_rows(out: &Path) -> Vec<Row> {
             }
         }
     }
-    rows.sort();
     rows
 }
 
