@@ -14,7 +14,10 @@
 # Inputs (generated if missing or generated with other options; bench-data/ is git-ignored):
 #   bench-data/1m.ndjson.zst   abacus generate --events 1000000  --seed 7 (rate 10 ev/s: ~28 h)
 #   bench-data/10m.ndjson.zst  abacus generate --events 10000000 --seed 7 (rate 10 ev/s: ~11.6 days)
-# Both use the same seed, user population and --rate, so they share bench-data/campaigns.csv and
+#   bench-data/month-1m.ndjson.zst   --events 1000000  --seed 3 --rate 0.4 --users 50000  (~29 days)
+#   bench-data/month-10m.ndjson.zst  --events 10000000 --seed 3 --rate 4 --users 500000  (~29 days)
+#   bench-data/month-1m-nosize.ndjson.zst  the month-1m file as one zstd frame without content size
+# The 1m and 10m files use the same seed, user population and --rate, so they share bench-data/campaigns.csv and
 # the 10M file spans 10x the event time of the 1M file: with a bounded watermark its peak RSS
 # should stay close to the 1M file's ("memory bounded" row).
 #
@@ -33,7 +36,7 @@ SEED=7
 RATE=10
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/abacus-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-RESULTS=$WORK/results.tsv   # kind name threads wall_s rss_kb lines input_bytes anon_rss_kb
+RESULTS=$WORK/results.tsv   # kind name threads wall_s rss_kb lines input_bytes anon_rss_kb rows
 : >"$RESULTS"
 T0=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -63,6 +66,28 @@ gen() { # gen NAME EVENTS
 }
 gen 1m 1000000
 [[ $QUICK == 1 ]] || gen 10m 10000000
+
+# The month-long high-cardinality shapes (issue "High cardinality"): a month of event time, many
+# keys, few events per key and window, several output rows per event. Each has its own campaigns
+# CSV (the generator's lookup depends on its options) and a copy of the default config reading it.
+gen_month() { # gen_month NAME EVENTS RATE USERS
+    local out=$DATA/$1.ndjson.zst args="--events $2 --seed 3 --rate $3 --users $4" mark="generator 2"
+    if [[ ! ( -s $out && -s $out.args && "$(cat "$out.args")" == "$args $mark" ) ]]; then
+        log "generating $out ($args)"
+        # shellcheck disable=SC2086
+        "$BIN" generate $args --out "$out" --lookup "$DATA/campaigns-$1.csv" >&2
+        echo "$args $mark" >"$out.args"
+        rm -f "$DATA/$1-nosize.ndjson.zst"
+    fi
+    sed "s/campaigns.csv/campaigns-$1.csv/" data/abacus.toml >"$DATA/abacus-$1.toml"
+}
+gen_month month-1m 1000000 0.4 50000
+[[ $QUICK == 1 ]] || gen_month month-10m 10000000 4 500000
+# As other tools write it: one zstd frame without a content size (zstd reading a pipe).
+if [[ ! -s $DATA/month-1m-nosize.ndjson.zst ]]; then
+    log "writing $DATA/month-1m-nosize.ndjson.zst (one frame, no content size)"
+    zstd -q -d -c "$DATA/month-1m.ndjson.zst" | zstd -q -1 -c >"$DATA/month-1m-nosize.ndjson.zst"
+fi
 
 # Configs next to the generated CSV: the default config (hourly, daily, last-24h sliding), and
 # two for the sliding-window cost: only the 1h window, and 1h + 24h sliding by 1h.
@@ -168,10 +193,11 @@ measure() {
     end=$(date +%s%N)
     wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
     rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$tf")
-    lines=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["lines"])' \
+    read -r lines rows < <("$PYTHON" -c \
+        'import json,sys; s=json.load(open(sys.argv[1])); print(s["lines"], s["rows"])' \
         "$out/_summary.json")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$name" "$threads" "$wall" "$rss" "$lines" \
-        "$(stat -c %s "$input")" "$anon" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$name" "$threads" "$wall" "$rss" "$lines" \
+        "$(stat -c %s "$input")" "$anon" "$rows" >>"$RESULTS"
     log "$kind $name threads=$threads: ${wall}s, peak RSS $((rss / 1024)) MB (anonymous $((anon / 1024)) MB)"
 }
 
@@ -187,6 +213,13 @@ done
 for _ in $(seq "$REPS"); do
     measure sliding 1h "$DATA/1m.ndjson.zst" "$DATA/bench-1h.toml" 2
     measure sliding 1h+24h/1h "$DATA/1m.ndjson.zst" "$DATA/bench-1h-24h.toml" 2
+done
+# The month-long shapes, 2 threads.
+for _ in $(seq "$REPS"); do
+    measure month month-1m "$DATA/month-1m.ndjson.zst" "$DATA/abacus-month-1m.toml" 2
+    measure month month-1m-nosize "$DATA/month-1m-nosize.ndjson.zst" "$DATA/abacus-month-1m.toml" 2
+    [[ $QUICK == 1 ]] || measure month month-10m "$DATA/month-10m.ndjson.zst" \
+        "$DATA/abacus-month-10m.toml" 2
 done
 # Metrics cost: alternating with default runs of the same file, so both see the same machine.
 MFILE=10m
@@ -207,6 +240,11 @@ if [[ ${BENCH_NO_DUCKDB:-0} != 1 ]]; then
             --threads 2 | tee "$DUCK_LOG"; then
             DUCK_STATUS=match
         else
+            DUCK_STATUS=MISMATCH
+        fi
+        log "DuckDB comparison on $DATA/month-1m.ndjson.zst (threads 2)"
+        if ! "$PYTHON" scripts/compare_duckdb.py "$DATA/month-1m.ndjson.zst" \
+            --config "$DATA/abacus-month-1m.toml" --threads 2 | tee "$WORK/duckdb-month.txt"; then
             DUCK_STATUS=MISMATCH
         fi
         log "DuckDB comparison of the metrics config on $DATA/1m.ndjson.zst (threads 2)"
@@ -239,8 +277,9 @@ from pathlib import Path
 env = os.environ
 runs = defaultdict(list)
 for line in Path(env["RESULTS"]).read_text().splitlines():
-    kind, name, threads, wall, rss, lines, size, anon = line.split("\t")
-    runs[(kind, name, int(threads))].append((float(wall), int(rss), int(lines), int(size), int(anon)))
+    kind, name, threads, wall, rss, lines, size, anon, rows = line.split("\t")
+    runs[(kind, name, int(threads))].append((float(wall), int(rss), int(lines), int(size), int(anon),
+                                             int(rows)))
 
 def med(key):
     r = runs[key]
@@ -250,7 +289,8 @@ def med(key):
     rss = statistics.median(x[1] for x in r)
     anon = statistics.median(x[4] for x in r)
     return dict(wall=wall, rss_mb=rss / 1024, anon_mb=anon / 1024, lines=r[0][2], mb=r[0][3] / 1e6,
-                evs=r[0][2] / wall, mbs=r[0][3] / 1e6 / wall, n=len(r),
+                evs=r[0][2] / wall, mbs=r[0][3] / 1e6 / wall, n=len(r), rows=r[0][5],
+                rows_s=r[0][5] / wall,
                 walls=", ".join(f"{x[0]:.2f}" for x in r))
 
 machine = f"{env['NPROC']} × {env['CPU']}, {env['MEM']}"
@@ -266,6 +306,27 @@ for f in ("1m", "10m"):
             out.append(f"| {f}.ndjson.zst | {t} | {m['lines']:,} | {m['mb']:.1f} | {m['wall']:.2f} ({m['walls']}) "
                        f"| {m['evs'] / 1e6:.3f} | {m['mbs']:.1f} | {m['rss_mb']:.0f} | {m['anon_mb']:.0f} |")
 out.append("")
+month_duck = {}
+mlog = Path(env["DUCK_LOG"]).with_name("duckdb-month.txt")
+if mlog.exists():
+    mm = re.search(r"speed ratio \(duckdb wall / abacus wall\): ([0-9.]+)x", mlog.read_text())
+    ok = "MATCH" in mlog.read_text()
+    if mm:
+        month_duck["month-1m"] = f"{mm.group(1)}x ({'match' if ok else 'MISMATCH'})"
+mrows = [(n, med(("month", n, 2))) for n in ("month-1m", "month-1m-nosize", "month-10m")]
+if any(m for _, m in mrows):
+    out += ["**Month-long high-cardinality shapes** (2 threads, `generate --seed 3` with `--rate 0.4 "
+            "--users 50000` for 1M and `--rate 4 --users 500000` for 10M; `-nosize`: the same file as "
+            "one zstd frame without a content size):", "",
+            "| input | lines | output rows | rows per event | median wall s (all runs) | M events/s "
+            "| M rows/s | peak RSS MB | DuckDB wall / abacus wall |",
+            "|---|---:|---:|---:|---|---:|---:|---:|---|"]
+    for n, m in mrows:
+        if m:
+            out.append(f"| {n}.ndjson.zst | {m['lines']:,} | {m['rows']:,} | {m['rows'] / m['lines']:.2f} "
+                       f"| {m['wall']:.2f} ({m['walls']}) | {m['evs'] / 1e6:.3f} | {m['rows_s'] / 1e6:.2f} "
+                       f"| {m['rss_mb']:.0f} | {month_duck.get(n, 'n/a')} |")
+    out.append("")
 a, b = med(("sliding", "1h", 2)), med(("sliding", "1h+24h/1h", 2))
 sliding = f"{b['wall'] / a['wall']:.2f}x" if a and b else "n/a"
 if a and b:
@@ -273,7 +334,13 @@ if a and b:
                f"{a['rss_mb']:.0f} MB; `1h` + `24h` sliding by `1h` {b['wall']:.2f} s ({b['walls']}), "
                f"{b['rss_mb']:.0f} MB: **{sliding}** the time, {b['rss_mb'] / a['rss_mb']:.2f}x the RSS.")
 for f in ("1m", "10m"):
-    d, m = med(("metrics-default", f, 2)), med(("metrics", f, 2))
+    d, m, a = med(("metrics-default", f, 2)), med(("metrics", f, 2)), med(("attribution", f, 2))
+    if d and a:
+        out.append("")
+        out.append(f"**Attribution cost** ({f}, 2 threads, alternating runs): default config {d['wall']:.2f} s "
+                   f"({d['walls']}); plus `charger_after_open` (last touch, 5d) and its any-touch variant "
+                   f"(`bench-data/bench-attribution.toml`) {a['wall']:.2f} s ({a['walls']}): "
+                   f"**{a['wall'] / d['wall']:.2f}x** the time, peak RSS {d['rss_mb']:.0f} → {a['rss_mb']:.0f} MB.")
     if d and m:
         out.append("")
         out.append(f"**Metrics cost** ({f}, 2 threads, alternating runs): default config {d['wall']:.2f} s "
