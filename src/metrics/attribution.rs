@@ -140,6 +140,21 @@ pub struct Hit {
 /// the plan's dimension values.
 pub type Texts = (Box<str>, Vec<Option<Box<str>>>);
 
+/// An event's strings, re-read from its line only when an interner first needs one of them.
+struct Lazy<F> {
+    make: Option<F>,
+    made: Option<Texts>,
+}
+
+impl<F: FnOnce() -> Option<Texts>> Lazy<F> {
+    fn get(&mut self) -> Option<&mut Texts> {
+        if let Some(make) = self.make.take() {
+            self.made = make();
+        }
+        self.made.as_mut()
+    }
+}
+
 /// Strings with reference counts: the dimension values of live A's, the event types of live B's.
 #[derive(Debug, Default)]
 struct Interner {
@@ -158,10 +173,6 @@ struct Interned {
 }
 
 impl Interner {
-    fn get(&self, key: u64) -> Option<u32> {
-        self.ids.get(&key).copied()
-    }
-
     /// The id of `key`, one more reference to it; `text` is asked for only when it is new.
     fn acquire(&mut self, key: u64, hash: u64, text: impl FnOnce() -> Box<str>) -> u32 {
         let id = match self.ids.get(&key) {
@@ -309,13 +320,10 @@ impl Journeys {
     ) {
         let p = hit.plan as usize;
         let plan = &self.plans[p];
-        let new_type = hit.conv && self.types.get(hit.type_hash).is_none();
-        let new_value = hit.anchor
-            && vals
-                .iter()
-                .zip(&plan.dims)
-                .any(|(v, &d)| v.is_some_and(|vh| self.values.get(value_key(d, vh)).is_none()));
-        let mut texts = if new_type || new_value { texts() } else { None };
+        let mut texts = Lazy {
+            make: Some(texts),
+            made: None,
+        };
         let journey = self
             .users
             .entry((user, hit.plan))
@@ -332,7 +340,7 @@ impl Journeys {
                 if let Some(vh) = v {
                     ids[i] = self.values.acquire(value_key(d, *vh), *vh, || {
                         texts
-                            .as_mut()
+                            .get()
                             .and_then(|t| t.1.get_mut(i).and_then(Option::take))
                             .unwrap_or_default()
                     });
@@ -364,7 +372,10 @@ impl Journeys {
         }
         if hit.conv {
             let ty = self.types.acquire(hit.type_hash, hit.type_hash, || {
-                texts.take().map(|t| t.0).unwrap_or_default()
+                texts
+                    .get()
+                    .map(|t| std::mem::take(&mut t.0))
+                    .unwrap_or_default()
             });
             let pos = journey.convs.partition_point(|c| c.t <= t);
             first |= pos == 0;
