@@ -110,11 +110,16 @@ fn a_month_of_events_gives_identical_rows_in_order_at_1_2_and_4_threads() {
     let input = generate(
         &s,
         "month.ndjson.zst",
-        &["--events", "120000", "--rate", "0.048", "--users", "6000", "--seed", "3"],
+        &[
+            "--events", "120000", "--rate", "0.048", "--users", "6000", "--seed", "3",
+        ],
     );
     let cfg = config(&s, "6h", METRICS);
     let rows = same_at_every_thread_count(&[input], &cfg, &s);
-    assert!(rows > 200_000, "the month must give several rows per event: {rows}");
+    assert!(
+        rows > 200_000,
+        "the month must give several rows per event: {rows}"
+    );
 }
 
 /// As many dimension values as lines, spread over two days.
@@ -163,7 +168,8 @@ fn the_stepped_end_of_input_gives_rows_spec_by_spec_then_window_by_window() {
     run(&[input], &cfg, &out, 2);
     let rows = read_rows_in_order(&out);
     let spec = |w: &str| ["hourly", "last-24h", "daily"].iter().position(|x| *x == w);
-    let order: Vec<(Option<usize>, i64)> = rows.iter().map(|r| (spec(&r.window), r.start_ms)).collect();
+    let order: Vec<(Option<usize>, i64)> =
+        rows.iter().map(|r| (spec(&r.window), r.start_ms)).collect();
     assert!(order.iter().all(|o| o.0.is_some()));
     let first_out_of_order = order.windows(2).position(|w| w[0] > w[1]);
     assert_eq!(first_out_of_order, None, "rows out of (spec, window) order");

@@ -16,10 +16,9 @@ use std::collections::BTreeMap;
 use serde_json::{Number, json};
 
 use common::naive::{
-    self, Cfg, Clause, DimCfg, DimKind, FilterCfg, MetricCfg, Op, Strategy, Threshold, TimeFormat,
-    WinCfg,
+    self, Cfg, DimCfg, DimKind, MetricCfg, Op, Strategy, Threshold, TimeFormat, WinCfg,
 };
-use common::refcheck::{diff_against_reference, event_line, json_str};
+use common::refcheck::{diff_against_reference, event_line, filter, json_str, row};
 use common::{Counts, HOUR, MIN, Rng, Row, Scratch, T0};
 
 // ---------------------------------------------------------------------------------------------
@@ -64,19 +63,6 @@ fn dimension(name: &str, field: &str) -> DimCfg {
         name: name.into(),
         field: field.into(),
         kind: DimKind::Raw,
-    }
-}
-
-fn filter(name: &str, clauses: Vec<(&str, Op)>) -> FilterCfg {
-    FilterCfg {
-        name: name.into(),
-        clauses: clauses
-            .into_iter()
-            .map(|(f, op)| Clause {
-                field: f.into(),
-                op,
-            })
-            .collect(),
     }
 }
 
@@ -134,32 +120,6 @@ fn outcome(cfg: &Cfg, lines: &[String]) -> naive::Outcome {
 
 fn rows_of(cfg: &Cfg, lines: &[String]) -> Vec<Row> {
     outcome(cfg, lines).rows
-}
-
-/// A row of metric `metric`, event type `buy` (or none), window `window` from `start_min` to
-/// `end_min` minutes after T0.
-#[allow(clippy::too_many_arguments)]
-fn row(
-    metric: &str,
-    event_type: Option<&str>,
-    dim: Option<(&str, &str)>,
-    window: &str,
-    start_min: i64,
-    end_min: i64,
-    unique_users: u64,
-    events: u64,
-) -> Row {
-    Row {
-        metric: metric.into(),
-        event_type: event_type.map(|s| s.into()),
-        dimension: dim.map(|d| d.0.into()),
-        value: dim.map(|d| d.1.into()),
-        window: window.into(),
-        start_ms: T0 + start_min * MIN,
-        end_ms: T0 + end_min * MIN,
-        unique_users,
-        events,
-    }
 }
 
 /// A `buy` row of an attribution metric: the total row (`camp` = None) or a `campaign` row.

@@ -15,7 +15,9 @@ use common::naive::{
     self, Cfg, Clause, DimCfg, DimKind, FilterCfg, MetricCfg, Op, Strategy, Threshold, TimeFormat,
     WinCfg,
 };
-use common::refcheck::{diff_against_reference, event_line, json_str, small_random_cfg};
+use common::refcheck::{
+    diff_against_reference, event_line, filter, json_str, row, small_random_cfg,
+};
 use common::{ALL, Counts, HOUR, MIN, Rng, Row, Scratch, T0};
 
 // ---------------------------------------------------------------------------------------------
@@ -761,47 +763,10 @@ fn reference_rows(cfg: &Cfg, lines: &[String]) -> Vec<Row> {
     r.rows
 }
 
-#[allow(clippy::too_many_arguments)]
-fn row(
-    metric: &str,
-    event_type: Option<&str>,
-    dim: Option<(&str, &str)>,
-    window: &str,
-    start_min: i64,
-    end_min: i64,
-    unique_users: u64,
-    events: u64,
-) -> Row {
-    Row {
-        metric: metric.into(),
-        event_type: event_type.map(|s| s.into()),
-        dimension: dim.map(|d| d.0.into()),
-        value: dim.map(|d| d.1.into()),
-        window: window.into(),
-        start_ms: T0 + start_min * MIN,
-        end_ms: T0 + end_min * MIN,
-        unique_users,
-        events,
-    }
-}
-
 fn metric(name: &str, f: impl FnOnce(&mut MetricCfg)) -> MetricCfg {
     let mut m = MetricCfg::new(name);
     f(&mut m);
     m
-}
-
-fn filter(name: &str, clauses: Vec<(&str, Op)>) -> FilterCfg {
-    FilterCfg {
-        name: name.into(),
-        clauses: clauses
-            .into_iter()
-            .map(|(f, op)| Clause {
-                field: f.into(),
-                op,
-            })
-            .collect(),
-    }
 }
 
 fn ints(xs: &[i64]) -> Vec<Value> {

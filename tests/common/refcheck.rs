@@ -255,3 +255,42 @@ pub fn small_random_cfg(rng: &mut Rng) -> Cfg {
         metrics: vec![],
     }
 }
+
+/// A row of metric `metric`, window `window` from `start_min` to `end_min` minutes after T0.
+#[allow(clippy::too_many_arguments)]
+pub fn row(
+    metric: &str,
+    event_type: Option<&str>,
+    dim: Option<(&str, &str)>,
+    window: &str,
+    start_min: i64,
+    end_min: i64,
+    unique_users: u64,
+    events: u64,
+) -> super::Row {
+    super::Row {
+        metric: metric.into(),
+        event_type: event_type.map(|s| s.into()),
+        dimension: dim.map(|d| d.0.into()),
+        value: dim.map(|d| d.1.into()),
+        window: window.into(),
+        start_ms: super::T0 + start_min * MIN,
+        end_ms: super::T0 + end_min * MIN,
+        unique_users,
+        events,
+    }
+}
+
+/// A `[[filters]]` entry of `clauses` (field, operator).
+pub fn filter(name: &str, clauses: Vec<(&str, naive::Op)>) -> naive::FilterCfg {
+    naive::FilterCfg {
+        name: name.into(),
+        clauses: clauses
+            .into_iter()
+            .map(|(f, op)| naive::Clause {
+                field: f.into(),
+                op,
+            })
+            .collect(),
+    }
+}
