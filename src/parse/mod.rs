@@ -498,10 +498,23 @@ impl Parser {
             p.amounts.clear();
             p.hits.clear();
             p.hit_vals.clear();
+            // Each filter is evaluated at most once per event, however many metrics name it
+            // (at most 64 filters: one bit each for "evaluated" and "holds").
+            let (mut evaluated, mut held) = (0u64, 0u64);
+            let filters = &p.filters;
+            let mut holds = |fi: usize| {
+                let bit = 1u64 << (fi & 63);
+                if evaluated & bit == 0 {
+                    evaluated |= bit;
+                    if filters[fi].iter().all(|(slot, op)| op.holds(f[*slot])) {
+                        held |= bit;
+                    }
+                }
+                held & bit != 0
+            };
             for m in &p.metrics {
-                let holds = |fi: usize| p.filters[fi].iter().all(|(slot, op)| op.holds(f[*slot]));
                 if let Some(a) = &m.attr {
-                    let conv = m.filter.is_none_or(holds);
+                    let conv = m.filter.is_none_or(&mut holds);
                     let anchor = holds(a.after);
                     if conv || anchor {
                         event.late_at = event.late_at.min(a.late_at(event.time, anchor, conv));
