@@ -1949,3 +1949,39 @@ fn attribution_config_mistakes_are_refused() {
         assert!(err.contains(want), "wanted `{want}` in: {err}");
     }
 }
+
+#[test]
+fn metrics_sharing_their_anchors_count_as_each_alone() {
+    // `m` and `n` differ only in attribution, window_on and by_type, so they share one journey
+    // per user; each must give exactly the rows it gives alone.
+    let alone = |keys: &str| attr_cfg(keys, "1h");
+    let both = attr_cfg("within = \"1h\"", "1h")
+        + "\n[[metrics]]\nname = \"n\"\nafter = \"opened\"\nfilter = \"bought\"\nwithin = \"1h\"\nattribution = \"any_touch\"\nwindow_on = \"conversion\"\nby_type = false\n";
+    let input = lines(&[
+        open("a", T0 + H, "X"),
+        open("a", T0 + 90 * MIN, "Y"),
+        ev("a", T0 + 105 * MIN, "buy"),
+        ev("a", T0 + 135 * MIN, "buy"),
+        open("b", T0 + DAY - 20 * MIN, "X"),
+        ev("b", T0 + DAY + 10 * MIN, "buy"),
+        ev("z", T0 + 3 * DAY, "other"),
+    ]);
+    let together = run_case(&both, &input);
+    let m = run_case(&alone("within = \"1h\""), &input);
+    let n = run_case(
+        &alone("within = \"1h\"\nattribution = \"any_touch\"\nwindow_on = \"conversion\"\nby_type = false")
+            .replace("name = \"m\"", "name = \"n\""),
+        &input,
+    );
+    let of = |out: &Output, name: &str| -> Vec<Row> {
+        out.rows
+            .iter()
+            .filter(|r| r.metric == name)
+            .cloned()
+            .collect()
+    };
+    assert!(!of(&m, "m").is_empty() && !of(&n, "n").is_empty());
+    assert_eq!(of(&together, "m"), of(&m, "m"));
+    assert_eq!(of(&together, "n"), of(&n, "n"));
+    assert_eq!(together.counts, m.counts);
+}

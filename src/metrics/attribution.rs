@@ -50,9 +50,23 @@ pub struct Plan {
     pub specs: Vec<usize>,
     pub rule: Rule,
     pub by_type: bool,
+    /// The metric's event-type hash without the type: its seed (`by_type`), or the whole hash.
+    pub type_seed: u64,
+    /// The plan whose journeys this one shares (itself when none): plans with the same `after`,
+    /// `filter`, `within`, dimensions and `min_sum` field see the same A's and B's.
+    pub leader: u16,
 }
 
 impl Plan {
+    /// The hash standing for event type `raw` in this metric's keys (as the parser's).
+    fn type_hash(&self, raw: u64) -> u64 {
+        if self.by_type {
+            raw ^ self.type_seed
+        } else {
+            self.type_seed
+        }
+    }
+
     /// How much later than other windows this metric's windows fire: `within` when keyed by the
     /// anchor (a B up to `within` after an A can still credit the A's window).
     fn delay(&self) -> Millis {
@@ -128,7 +142,7 @@ pub struct Hit {
     pub anchor: bool,
     /// The metric's `filter` matches: the event is a B.
     pub conv: bool,
-    /// The event type's hash as the metric's keys use it (its type, or the untyped constant).
+    /// The event type's hash (of its text; each metric mixes in its own seed).
     pub type_hash: u64,
     /// The `min_sum` amount (millionths; 0 without `min_sum`).
     pub amount: i64,
@@ -264,6 +278,8 @@ pub struct Journeys {
     pub plans: Vec<Plan>,
     /// Per plan, its window specs.
     plan_specs: Vec<Vec<WindowSpec>>,
+    /// Per leader plan, the plans sharing its journeys (itself first); empty for the others.
+    members: Vec<Vec<u16>>,
     windows: Windows,
     users: HashMap<(u64, u16), Journey>,
     calendar: BinaryHeap<Reverse<(Millis, u64, u16)>>,
@@ -285,6 +301,13 @@ impl Journeys {
         let nspecs = windows.specs.len();
         Journeys {
             horizon: vec![vec![i64::MIN; nspecs]; plans.len()],
+            members: (0..plans.len())
+                .map(|l| {
+                    (0..plans.len() as u16)
+                        .filter(|&q| plans[q as usize].leader as usize == l)
+                        .collect()
+                })
+                .collect(),
             plan_specs: plans
                 .iter()
                 .map(|p| p.specs.iter().map(|&s| windows.specs[s].clone()).collect())
@@ -393,13 +416,14 @@ impl Journeys {
         if !first {
             return;
         }
-        let due = due_of(
-            &self.windows,
-            &self.plans[p],
-            &self.plan_specs[p],
-            &self.horizon[p],
-            journey,
-        );
+        let due = Schedule {
+            windows: &self.windows,
+            plans: &self.plans,
+            plan_specs: &self.plan_specs,
+            horizon: &self.horizon,
+            members: &self.members,
+        }
+        .due(hit.plan, journey);
         if due < journey.due {
             journey.due = due;
             self.calendar.push(Reverse((due, user, hit.plan)));
@@ -430,7 +454,7 @@ impl Journeys {
             let users = std::mem::take(&mut self.users);
             self.calendar.clear();
             for ((_, p), mut j) in users {
-                self.evaluate(p, &mut j, &old[p as usize], None, credits);
+                self.evaluate(p, &mut j, &old, None, credits);
             }
             return;
         };
@@ -446,15 +470,13 @@ impl Journeys {
                 self.users.insert((user, p), j);
                 continue;
             }
-            self.evaluate(p, &mut j, &old[p as usize], Some(now), credits);
+            self.evaluate(p, &mut j, &old, Some(now), credits);
             if j.anchors.is_empty() && j.convs.is_empty() {
                 continue;
             }
-            let plan = &self.plans[p as usize];
             // Everything due under `now` was just done, so the next look is later; the `max`
             // only guards against a loop should that ever not hold.
-            let specs = &self.plan_specs[p as usize];
-            j.due = due_of(&self.windows, plan, specs, &self.horizon[p as usize], &j).max(now + 1);
+            j.due = self.due_of(p, &j).max(now + 1);
             if j.due != Millis::MAX {
                 self.calendar.push(Reverse((j.due, user, p)));
             }
@@ -462,16 +484,26 @@ impl Journeys {
         }
     }
 
-    /// The credits of journey `j` in the windows `[lo, horizon)` of each spec, then drops the B's
-    /// whose windows have all fired and the A's no B can be credited to any more.
+    /// The credits of journey `j` (of leader plan `leader`) for every plan sharing it, in the
+    /// windows from `old` (the horizons before this firing) up to each plan's horizon, then drops
+    /// the B's whose windows have all fired and the A's no B can be credited to any more.
     fn evaluate(
         &mut self,
-        p: u16,
+        leader: u16,
         j: &mut Journey,
-        lo: &[i64],
+        old: &[Vec<i64>],
         now: Option<Millis>,
         credits: &mut Vec<Credit>,
     ) {
+        for i in 0..self.members[leader as usize].len() {
+            let p = self.members[leader as usize][i];
+            self.credit(p, j, &old[p as usize], credits);
+        }
+        self.prune(leader, j, now);
+    }
+
+    /// Plan `p`'s credits of journey `j` in the windows `[lo, horizon)` of each of its specs.
+    fn credit(&mut self, p: u16, j: &Journey, lo: &[i64], credits: &mut Vec<Credit>) {
         let plan = &self.plans[p as usize];
         let hi = &self.horizon[p as usize];
         let specs = &self.windows.specs;
@@ -525,8 +557,10 @@ impl Journeys {
             }
             self.contributions.sort_unstable();
             self.contributions.dedup();
+            // Without `by_type` every B's type is the same key part: one group for all of them.
+            let ty = if plan.by_type { b.ty } else { ABSENT };
             for &(s, k, d, v) in &self.contributions {
-                self.sums.push((s, k, d, v, b.ty, 1, b.amount));
+                self.sums.push((s, k, d, v, ty, 1, b.amount));
             }
         }
         self.sums
@@ -545,7 +579,10 @@ impl Journeys {
                 i += 1;
             }
             if plan.rule.met(u32::try_from(n).unwrap_or(u32::MAX), sum) {
-                let th = self.types.items[ty as usize].hash;
+                let th = match ty {
+                    ABSENT => plan.type_seed,
+                    ty => plan.type_hash(self.types.items[ty as usize].hash),
+                };
                 let hash = if d == TOTAL {
                     key_hash(th, u64::MAX, 0)
                 } else {
@@ -563,41 +600,51 @@ impl Journeys {
                 });
             }
         }
-        self.prune(p, j, now);
     }
 
-    /// Drops the B's whose windows all fired and the A's that no B, present or still to come, can
-    /// have in its lookback (everything at the end of input, `now = None`).
-    fn prune(&mut self, p: u16, j: &mut Journey, now: Option<Millis>) {
-        let plan = &self.plans[p as usize];
-        let hi = &self.horizon[p as usize];
+    /// Drops the B's whose windows all fired for every plan sharing the journey, and the A's that
+    /// no B, present or still to come, can have in its lookback (everything at the end of input,
+    /// `now = None`).
+    fn prune(&mut self, leader: u16, j: &mut Journey, now: Option<Millis>) {
+        let members = &self.members[leader as usize];
         let specs = &self.windows.specs;
+        let fired = |b: &Conv| {
+            members.iter().all(|&q| {
+                let plan = &self.plans[q as usize];
+                let hi = &self.horizon[q as usize];
+                plan.specs
+                    .iter()
+                    .all(|&s| plan.conv_range(&specs[s], b.t).1 < hi[s])
+            })
+        };
         let done = j
             .convs
             .iter()
-            .take_while(|b| {
-                now.is_none()
-                    || plan
-                        .specs
-                        .iter()
-                        .all(|&s| plan.conv_range(&specs[s], b.t).1 < hi[s])
-            })
+            .take_while(|b| now.is_none() || fired(b))
             .count();
         self.convs -= done;
         for b in j.convs.drain(..done) {
             self.deferred.push((true, b.ty));
         }
         let first_b = j.convs.first().map(|b| b.t);
-        let nd = plan.dims.len();
+        let within = self.plans[leader as usize].within;
+        let nd = self.plans[leader as usize].dims.len();
         let forget = j
             .anchors
             .iter()
             .take_while(|&&a| match now {
                 None => true,
                 Some(now) => {
-                    first_b.is_none_or(|b| a < b.saturating_sub(plan.within))
-                        && now
-                            >= anchor_free_at(&self.windows, plan, &self.plan_specs[p as usize], a)
+                    first_b.is_none_or(|b| a < b.saturating_sub(within))
+                        && members.iter().all(|&q| {
+                            let q = q as usize;
+                            now >= anchor_free_at(
+                                &self.windows,
+                                &self.plans[q],
+                                &self.plan_specs[q],
+                                a,
+                            )
+                        })
                 }
             })
             .count();
@@ -607,6 +654,20 @@ impl Journeys {
             if v != ABSENT {
                 self.deferred.push((false, v));
             }
+        }
+    }
+
+    fn due_of(&self, leader: u16, j: &Journey) -> Millis {
+        self.schedule().due(leader, j)
+    }
+
+    fn schedule(&self) -> Schedule<'_> {
+        Schedule {
+            windows: &self.windows,
+            plans: &self.plans,
+            plan_specs: &self.plan_specs,
+            horizon: &self.horizon,
+            members: &self.members,
         }
     }
 
@@ -688,39 +749,77 @@ fn anchor_free_at(windows: &Windows, plan: &Plan, specs: &[WindowSpec], t: Milli
     ))
 }
 
-/// When journey `j` next needs looking at: when the next window its first B may be credited in
-/// fires, or when its first A can be forgotten (if no B holds it).
-fn due_of(
-    windows: &Windows,
-    plan: &Plan,
-    specs: &[WindowSpec],
-    horizon: &[i64],
-    j: &Journey,
-) -> Millis {
-    let Some(l) = windows.lateness else {
+/// What deciding a journey's due time needs (borrowed field by field, so it can be built while
+/// a journey is borrowed from the map).
+struct Schedule<'a> {
+    windows: &'a Windows,
+    plans: &'a [Plan],
+    plan_specs: &'a [Vec<WindowSpec>],
+    horizon: &'a [Vec<i64>],
+    members: &'a [Vec<u16>],
+}
+
+impl Schedule<'_> {
+    /// When journey `j` of leader plan `leader` next needs looking at: when the next window its
+    /// first B may be credited in fires for any plan sharing it, or when every plan lets its first
+    /// A be forgotten (if no B holds it).
+    fn due(&self, leader: u16, j: &Journey) -> Millis {
+        let members = &self.members[leader as usize];
+        let conv = members
+            .iter()
+            .map(|&q| {
+                conv_due(
+                    self.windows,
+                    &self.plans[q as usize],
+                    &self.horizon[q as usize],
+                    j,
+                )
+            })
+            .min()
+            .unwrap_or(Millis::MAX);
+        let anchor = members
+            .iter()
+            .map(|&q| {
+                let q = q as usize;
+                anchor_due(self.windows, &self.plans[q], &self.plan_specs[q], j)
+            })
+            .max()
+            .unwrap_or(Millis::MAX);
+        conv.min(anchor)
+    }
+}
+
+/// When the next window journey `j`'s first B may be credited in fires for `plan`.
+fn conv_due(windows: &Windows, plan: &Plan, horizon: &[i64], j: &Journey) -> Millis {
+    let (Some(l), Some(b)) = (windows.lateness, j.convs.first()) else {
         return Millis::MAX;
     };
     let mut due = Millis::MAX;
-    if let Some(b) = j.convs.first() {
-        for &s in &plan.specs {
-            let spec = &windows.specs[s];
-            let (lo, hi) = plan.conv_range(spec, b.t);
-            let k = lo.max(horizon[s]);
-            if k <= hi {
-                due = due.min(plan.fire_at(spec, k, l));
-            }
-        }
-    }
-    if let Some(&a) = j.anchors.first() {
-        let held = j
-            .convs
-            .first()
-            .is_some_and(|b| a >= b.t.saturating_sub(plan.within));
-        if !held {
-            due = due.min(anchor_free_at(windows, plan, specs, a));
+    for &s in &plan.specs {
+        let spec = &windows.specs[s];
+        let (lo, hi) = plan.conv_range(spec, b.t);
+        let k = lo.max(horizon[s]);
+        if k <= hi {
+            due = due.min(plan.fire_at(spec, k, l));
         }
     }
     due
+}
+
+/// When `plan` lets journey `j`'s first A be forgotten (`Millis::MAX` while a B holds it).
+fn anchor_due(windows: &Windows, plan: &Plan, specs: &[WindowSpec], j: &Journey) -> Millis {
+    let (Some(_), Some(&a)) = (windows.lateness, j.anchors.first()) else {
+        return Millis::MAX;
+    };
+    let held = j
+        .convs
+        .first()
+        .is_some_and(|b| a >= b.t.saturating_sub(plan.within));
+    if held {
+        Millis::MAX
+    } else {
+        anchor_free_at(windows, plan, specs, a)
+    }
 }
 
 impl Journeys {
@@ -794,14 +893,7 @@ impl Journeys {
         }
         self.anchors += j.anchors.len();
         self.convs += j.convs.len();
-        let pi = p as usize;
-        j.due = due_of(
-            &self.windows,
-            &self.plans[pi],
-            &self.plan_specs[pi],
-            &self.horizon[pi],
-            &j,
-        );
+        j.due = self.due_of(p, &j);
         if j.due != Millis::MAX {
             self.calendar.push(Reverse((j.due, user, p)));
         }

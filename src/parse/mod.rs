@@ -196,10 +196,40 @@ struct MetricPlan {
     attr: Option<AttrPlan>,
 }
 
+/// Attribution metrics with the same anchors and conversions (`after`, `filter`, `within`,
+/// dimensions and `min_sum` field) share one journey per user: the bench's last- and any-touch
+/// variants of one question then record each open once, not twice.
+trait ShareJourneys {
+    fn share_journeys(self) -> Self;
+}
+
+impl ShareJourneys for Vec<MetricPlan> {
+    fn share_journeys(mut self) -> Self {
+        let same = |a: &MetricPlan, b: &MetricPlan| match (&a.attr, &b.attr) {
+            (Some(x), Some(y)) => {
+                (x.after, x.within, a.filter, &a.dims, a.sum)
+                    == (y.after, y.within, b.filter, &b.dims, b.sum)
+            }
+            _ => false,
+        };
+        for i in 0..self.len() {
+            let leader = (0..i)
+                .find(|&j| same(&self[j], &self[i]))
+                .and_then(|j| self[j].attr.as_ref().map(|a| a.leader));
+            if let (Some(l), Some(a)) = (leader, self[i].attr.as_mut()) {
+                a.leader = l;
+            }
+        }
+        self
+    }
+}
+
 /// What the parser needs of an attribution metric: its anchor filter and its late rule.
 struct AttrPlan {
     /// Index among the attribution metrics.
     plan: u16,
+    /// The plan whose journeys this metric shares (itself when it shares none).
+    leader: u16,
     after: usize,
     within: Millis,
     touch: crate::metrics::Touch,
@@ -235,6 +265,7 @@ impl MetricPlan {
                     attributions += 1;
                     AttrPlan {
                         plan: attributions - 1,
+                        leader: attributions - 1,
                         after: a.after,
                         within: a.within,
                         touch: a.touch,
@@ -276,7 +307,8 @@ impl MetricPlan {
                     _ => None,
                 },
             })
-            .collect()
+            .collect::<Vec<_>>()
+            .share_journeys()
     }
 
     /// The hash standing for the event type in this metric's keys.
@@ -461,6 +493,8 @@ impl Parser {
                         .rule
                         .unwrap_or(crate::metrics::threshold::Rule::Count(1)),
                     by_type: m.by_type,
+                    type_seed: m.type_hash(0) ^ if m.by_type { 0 } else { UNTYPED },
+                    leader: a.leader,
                 })
             })
             .collect()
@@ -518,11 +552,14 @@ impl Parser {
                     let anchor = holds(a.after);
                     if conv || anchor {
                         event.late_at = event.late_at.min(a.late_at(event.time, anchor, conv));
+                    }
+                    // Metrics sharing a leader's journeys add nothing more to them.
+                    if (conv || anchor) && a.leader == a.plan {
                         p.hits.push(crate::metrics::attribution::Hit {
                             plan: a.plan,
                             anchor,
                             conv,
-                            type_hash: m.type_hash(et),
+                            type_hash: et,
                             amount: m.sum.map_or(0, |slot| micros(f[slot])),
                             vals_at: p.hit_vals.len() as u32,
                         });
