@@ -903,3 +903,93 @@ impl Journeys {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Millis = 3_600_000;
+    const DAY: Millis = 24 * HOUR;
+
+    fn windows() -> Windows {
+        Windows {
+            specs: vec![WindowSpec {
+                name: "daily".into(),
+                size: DAY,
+                slide: DAY,
+            }],
+            lateness: Some(HOUR),
+        }
+    }
+
+    fn plan(touch: Touch, on: WindowOn) -> Plan {
+        Plan {
+            metric: 0,
+            within: DAY,
+            touch,
+            on,
+            dims: vec![],
+            specs: vec![0],
+            rule: Rule::Count(1),
+            by_type: true,
+            type_seed: 0,
+            leader: 0,
+        }
+    }
+
+    /// 100 days of one user opening every hour and buying every 6 hours: the journey must hold
+    /// only what `within`, lateness and the open windows need, however long the replay.
+    #[test]
+    fn state_is_bounded_by_within_and_open_windows_not_by_the_replay() {
+        for (touch, on) in [
+            (Touch::Last, WindowOn::Anchor),
+            (Touch::Any, WindowOn::Conversion),
+        ] {
+            let mut j = Journeys::new(vec![plan(touch, on)], &windows());
+            let mut credits = Vec::new();
+            let (mut most_anchors, mut most_convs) = (0, 0);
+            for day in 0..100 {
+                for h in 0..24 {
+                    let hit = Hit {
+                        plan: 0,
+                        anchor: true,
+                        conv: h % 6 == 3,
+                        type_hash: 7,
+                        amount: 0,
+                        vals_at: 0,
+                    };
+                    j.observe(1, day * DAY + h * HOUR, &hit, &[], || {
+                        Some(("buy".into(), Vec::new()))
+                    });
+                }
+                j.fire(Some(day * DAY + 23 * HOUR), &mut credits);
+                j.release_deferred();
+                most_anchors = most_anchors.max(j.anchors);
+                most_convs = most_convs.max(j.convs);
+            }
+            // within 1 day + lateness 1 hour + the open day: a few days' worth, never 100.
+            assert!(
+                most_anchors <= 4 * 24,
+                "{touch:?} {on:?}: {most_anchors} anchors held"
+            );
+            assert!(
+                most_convs <= 4 * 4,
+                "{touch:?} {on:?}: {most_convs} conversions held"
+            );
+            // Every day fired before the end credits its B's (4 a day): the firing happened.
+            let days: std::collections::BTreeSet<i64> = credits.iter().map(|c| c.window).collect();
+            assert!(
+                days.len() >= 95,
+                "{touch:?} {on:?}: {} days credited",
+                days.len()
+            );
+            j.fire(None, &mut credits);
+            j.release_deferred();
+            assert_eq!(
+                (j.len(), j.anchors, j.convs),
+                (0, 0, 0),
+                "all freed at the end"
+            );
+        }
+    }
+}
