@@ -250,6 +250,62 @@ struct Partition {
     heap: usize,
     /// Key ids of the bucket being applied, parallel to its key hashes.
     ids: Vec<u32>,
+    /// Scratch for sorting `fired`.
+    sorted: Vec<Fired>,
+}
+
+/// Sorts one partition's fired rows into output order, (spec, window, key hash). A firing closes
+/// a short range of windows per spec, so the rows are first distributed by (spec, window) — a
+/// counting sort over that range, two linear passes — and only each window's rows are compared,
+/// by hash alone: on the month-long workload the comparison sort of whole tuples was ~8% of all
+/// CPU time. Each key fires once per window, so every order of equal keys is the same order.
+fn sort_fired(rows: &mut Vec<Fired>, scratch: &mut Vec<Fired>) {
+    const MAX_BUCKETS: i64 = 1 << 16;
+    let by_tuple =
+        |rows: &mut Vec<Fired>| rows.sort_unstable_by_key(|f| (f.spec, f.window, f.hash));
+    if rows.len() < 256 {
+        return by_tuple(rows);
+    }
+    let nspecs = rows.iter().map(|f| f.spec as usize + 1).max().unwrap_or(0);
+    let (mut lo, mut hi) = (vec![i64::MAX; nspecs], vec![i64::MIN; nspecs]);
+    for f in rows.iter() {
+        let s = f.spec as usize;
+        lo[s] = lo[s].min(f.window);
+        hi[s] = hi[s].max(f.window);
+    }
+    let mut base = vec![0i64; nspecs];
+    let mut buckets = 0i64;
+    for s in 0..nspecs {
+        base[s] = buckets;
+        if lo[s] <= hi[s] {
+            buckets = buckets.saturating_add(hi[s].saturating_sub(lo[s]).saturating_add(1));
+        }
+        if buckets > MAX_BUCKETS {
+            return by_tuple(rows);
+        }
+    }
+    let slot = |f: &Fired| (base[f.spec as usize] + (f.window - lo[f.spec as usize])) as usize;
+    let mut start = vec![0usize; buckets as usize + 1];
+    for f in rows.iter() {
+        start[slot(f) + 1] += 1;
+    }
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    scratch.clear();
+    scratch.resize(rows.len(), rows[0]);
+    let mut next = start.clone();
+    for f in rows.iter() {
+        let i = slot(f);
+        scratch[next[i]] = *f;
+        next[i] += 1;
+    }
+    for w in start.windows(2) {
+        if w[1] - w[0] > 1 {
+            scratch[w[0]..w[1]].sort_unstable_by_key(|f| f.hash);
+        }
+    }
+    std::mem::swap(rows, scratch);
 }
 
 impl Partition {
@@ -330,8 +386,7 @@ impl Partition {
     fn collect(&mut self, fire: impl FnOnce(&mut PartitionState, &mut Vec<Fired>)) {
         self.fired.clear();
         fire(&mut self.state, &mut self.fired);
-        self.fired
-            .sort_unstable_by_key(|f| (f.spec, f.window, f.hash));
+        sort_fired(&mut self.fired, &mut self.sorted);
         self.strings.clear();
         self.local.clear();
         self.stamp = self.stamp.wrapping_add(1);
@@ -1119,6 +1174,7 @@ write the stream to a file first, or run without checkpoints",
                 stamp: 0,
                 heap: 0,
                 ids: Vec::new(),
+                sorted: Vec::new(),
             })
             .collect(),
         pool,
@@ -1552,4 +1608,41 @@ fn fire_end(engine: &mut Engine) -> Result<()> {
         .pool
         .install(|| parts.par_iter_mut().for_each(|p| p.fire(None)));
     engine.emit_fired()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fired(spec: u16, window: i64, hash: u64) -> Fired {
+        Fired {
+            key: hash as u32,
+            hash,
+            spec,
+            window,
+            unique: 1,
+            events: 1,
+        }
+    }
+
+    proptest::proptest! {
+        /// The bucketed sort gives the order of the plain tuple sort (rows unique per
+        /// (spec, window, hash), as fired rows are), also for window ranges too wide to bucket.
+        #[test]
+        fn sort_fired_is_the_tuple_sort(
+            rows in proptest::collection::btree_set((0u16..4, -3i64..40, 0u64..50), 0..600),
+            far in proptest::bool::ANY,
+        ) {
+            let mut rows: Vec<Fired> = rows
+                .into_iter()
+                .map(|(s, w, h)| fired(s, if far && s == 3 { w * 1_000_000 } else { w }, h))
+                .rev()
+                .collect();
+            let mut expected = rows.clone();
+            expected.sort_unstable_by_key(|f| (f.spec, f.window, f.hash));
+            let mut scratch = Vec::new();
+            sort_fired(&mut rows, &mut scratch);
+            proptest::prop_assert_eq!(rows, expected);
+        }
+    }
 }
