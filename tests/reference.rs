@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use common::naive::{self, Cfg, DimCfg, DimKind, Strategy, TimeFormat, WinCfg};
 use common::refcheck::{
-    assert_matches_reference, diff_against_reference, event_line, json_str, rfc3339, show,
-    small_random_cfg,
+    assert_matches_reference, diff_against_reference, event_line, json_str, parallel_cases,
+    rfc3339, show, small_random_cfg,
 };
 use common::{Counts, DAY, HOUR, MIN, Output, Rng, SEC, Scratch, assert_rows_eq};
 
@@ -809,28 +809,13 @@ fn many_small_random_streams() {
         r.counts
     };
     let mut totals = Counts::default();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|w| {
-                let one_case = &one_case;
-                scope.spawn(move || {
-                    (w..CASES)
-                        .step_by(WORKERS as usize)
-                        .map(one_case)
-                        .collect::<Vec<Counts>>()
-                })
-            })
-            .collect();
-        for w in workers {
-            for c in w.join().unwrap() {
-                totals.lines += c.lines;
-                totals.counted += c.counted;
-                totals.duplicates += c.duplicates;
-                totals.late += c.late;
-                totals.rejected += c.rejected;
-            }
-        }
-    });
+    for c in parallel_cases(CASES, WORKERS, one_case) {
+        totals.lines += c.lines;
+        totals.counted += c.counted;
+        totals.duplicates += c.duplicates;
+        totals.late += c.late;
+        totals.rejected += c.rejected;
+    }
     assert!(
         totals.late > 150 && totals.duplicates > 150 && totals.rejected > 40,
         "{totals:?}"

@@ -18,7 +18,7 @@ use serde_json::{Number, json};
 use common::naive::{
     self, Cfg, DimCfg, DimKind, MetricCfg, Op, Strategy, Threshold, TimeFormat, WinCfg,
 };
-use common::refcheck::{diff_against_reference, event_line, filter, json_str, row};
+use common::refcheck::{diff_against_reference, event_line, filter, json_str, parallel_cases, row};
 use common::{Counts, HOUR, MIN, Rng, Row, Scratch, T0};
 
 // ---------------------------------------------------------------------------------------------
@@ -1454,24 +1454,9 @@ fn engine_random_attribution_journeys() {
         (cfg, r)
     };
     let mut cov = Coverage::default();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|w| {
-                let one_case = &one_case;
-                scope.spawn(move || {
-                    (w..cases)
-                        .step_by(WORKERS as usize)
-                        .map(one_case)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for w in workers {
-            for (cfg, r) in w.join().unwrap() {
-                cov.add(&cfg, &r);
-            }
-        }
-    });
+    for (cfg, r) in parallel_cases(cases, WORKERS, one_case) {
+        cov.add(&cfg, &r);
+    }
     cov.assert_enough(cases);
 }
 

@@ -16,7 +16,7 @@ use common::naive::{
     WinCfg,
 };
 use common::refcheck::{
-    diff_against_reference, event_line, filter, json_str, row, small_random_cfg,
+    diff_against_reference, event_line, filter, json_str, parallel_cases, row, small_random_cfg,
 };
 use common::{ALL, Counts, HOUR, MIN, Rng, Row, Scratch, T0};
 
@@ -497,29 +497,14 @@ fn many_small_random_metric_streams() {
     };
     let mut totals = Counts::default();
     let mut rows: Vec<Row> = Vec::new();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|w| {
-                let one_case = &one_case;
-                scope.spawn(move || {
-                    (w..CASES)
-                        .step_by(WORKERS as usize)
-                        .map(one_case)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for w in workers {
-            for (c, r) in w.join().unwrap() {
-                totals.lines += c.lines;
-                totals.counted += c.counted;
-                totals.duplicates += c.duplicates;
-                totals.late += c.late;
-                totals.rejected += c.rejected;
-                rows.extend(r);
-            }
-        }
-    });
+    for (c, r) in parallel_cases(CASES, WORKERS, one_case) {
+        totals.lines += c.lines;
+        totals.counted += c.counted;
+        totals.duplicates += c.duplicates;
+        totals.late += c.late;
+        totals.rejected += c.rejected;
+        rows.extend(r);
+    }
     assert!(
         totals.late > 50 && totals.duplicates > 50 && totals.rejected > 40,
         "{totals:?}"

@@ -294,3 +294,29 @@ pub fn filter(name: &str, clauses: Vec<(&str, naive::Op)>) -> naive::FilterCfg {
             .collect(),
     }
 }
+
+/// Runs `one_case(i)` for every case `0..cases` on `workers` threads (worker `w` takes cases
+/// `w, w + workers, …`) and returns the results, worker by worker.
+pub fn parallel_cases<T: Send>(
+    cases: u64,
+    workers: u64,
+    one_case: impl Fn(u64) -> T + Sync,
+) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let one_case = &one_case;
+                scope.spawn(move || {
+                    (w..cases)
+                        .step_by(workers as usize)
+                        .map(one_case)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
